@@ -1,0 +1,100 @@
+"""Configuration dataclasses <-> command line <-> ``config.json``.
+
+Every model has one config dataclass; the command line is generated from its fields (name,
+type, default, ``metadata["help"]``), so options are never written twice. Supported field types:
+``int``, ``float``, ``str``, ``bool`` (``--flag/--no-flag``), ``Literal[...]`` (choices),
+``tuple[int, ...]`` (one or more values) and ``Optional`` of any of these.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+import types
+import typing
+from typing import Any, Literal, get_args, get_origin
+
+from core.errors import DGMError
+
+
+def option_name(field_name: str) -> str:
+    """``batch_size`` -> ``--batch-size``."""
+    return "--" + field_name.replace("_", "-")
+
+
+def _strip_optional(tp: Any) -> tuple[Any, bool]:
+    origin = get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in get_args(tp) if a is not type(None)]
+        if len(args) == 1:
+            return args[0], True
+    return tp, False
+
+
+def _parser_kwargs(field: dataclasses.Field, hints: dict[str, Any]) -> dict[str, Any]:
+    tp, optional = _strip_optional(hints[field.name])
+    default = field.default if field.default is not dataclasses.MISSING else field.default_factory()  # type: ignore[misc]
+    help_text = field.metadata.get("help", "")
+    kwargs: dict[str, Any] = {"help": f"{help_text} (default: {default!r})".strip(), "default": argparse.SUPPRESS}
+    origin = get_origin(tp)
+    if tp is bool:
+        kwargs["action"] = argparse.BooleanOptionalAction
+    elif origin is Literal:
+        choices = get_args(tp)
+        kwargs["choices"] = choices
+        kwargs["type"] = type(choices[0])
+    elif origin is tuple:
+        kwargs["nargs"] = "+"
+        kwargs["type"] = get_args(tp)[0]
+    elif tp in (int, float, str):
+        kwargs["type"] = tp
+    else:
+        raise TypeError(f"config field {field.name}: unsupported type {tp!r}")
+    if optional and tp is not bool:
+        kwargs["metavar"] = field.name.upper()
+    return kwargs
+
+
+def add_dataclass_arguments(parser: argparse.ArgumentParser, cls: type, title: str | None = None) -> None:
+    """Add one option per field of ``cls``; defaults are SUPPRESSed so explicit options are known."""
+    hints = typing.get_type_hints(cls)
+    group = parser.add_argument_group(title or cls.__name__)
+    for field in dataclasses.fields(cls):
+        if field.metadata.get("cli", True):
+            group.add_argument(option_name(field.name), dest=field.name, **_parser_kwargs(field, hints))
+
+
+def build_config(cls: type, values: dict[str, Any]) -> Any:
+    """Instantiate ``cls`` from a dict, ignoring foreign keys, converting lists to tuples."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    kwargs = {k: (tuple(v) if isinstance(v, list) else v) for k, v in values.items() if k in names}
+    config = cls(**kwargs)
+    validate = getattr(config, "validate", None)
+    if validate is not None:
+        validate()
+    return config
+
+
+def explicit_options(namespace: argparse.Namespace, cls: type) -> dict[str, Any]:
+    """The fields of ``cls`` that the user set on the command line."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    return {k: v for k, v in vars(namespace).items() if k in names}
+
+
+def to_jsonable(config: Any) -> dict[str, Any]:
+    """A config dataclass as a JSON-ready dict (tuples become lists)."""
+    return {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(config).items()}
+
+
+class OneLineErrorParser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are a single ``error: ...`` line and exit code 2."""
+
+    def error(self, message: str) -> typing.NoReturn:  # noqa: D401 - argparse API
+        print(f"error: {self.prog}: {message} (see --help)", file=sys.stderr)
+        sys.exit(2)
+
+
+def require(condition: bool, message: str) -> None:
+    """Raise a :class:`DGMError` with ``message`` unless ``condition`` holds."""
+    if not condition:
+        raise DGMError(message)

@@ -1,0 +1,80 @@
+"""A named data set: its spec, its splits as tensors, and the training data of a given epoch."""
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+import torch
+
+from core.errors import DGMError
+from data import binarized_mnist, digits, idx_mnist
+from data.files import data_dir
+from data.specs import DATASETS, SPLITS, DatasetSpec
+
+
+class Dataset:
+    """Splits of one data set, loaded lazily and kept in memory as float tensors (N, C, H, W).
+
+    ``dynamic_binarized_mnist`` draws a fresh binarization of the training images every epoch from
+    a generator seeded by (seed, epoch), so a resumed run sees exactly the data an uninterrupted
+    run would have seen; its val and test splits are binarized once with seed 0.
+    """
+
+    def __init__(self, name: str, directory: str | Path | None = None):
+        if name not in DATASETS:
+            raise DGMError(f"unknown data set {name!r}; choose one of {', '.join(DATASETS)}")
+        self.spec: DatasetSpec = DATASETS[name]
+        self.directory = data_dir(directory)
+        self._cache: dict[str, tuple[torch.Tensor, torch.Tensor | None]] = {}
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    def _load(self, split: str) -> tuple[torch.Tensor, torch.Tensor | None]:
+        if split not in SPLITS:
+            raise DGMError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
+        if split not in self._cache:
+            name = self.spec.name
+            if name in ("digits", "binarized_digits"):
+                self._cache[split] = digits.load(split, binarize=name == "binarized_digits")
+            elif name == "binarized_mnist":
+                self._cache[split] = (binarized_mnist.load(split, self.directory), None)
+            elif name in ("mnist", "fashion_mnist"):
+                self._cache[split] = idx_mnist.load(name, split, self.directory)
+            else:  # dynamic_binarized_mnist: grey levels kept; binarized on access
+                self._cache[split] = idx_mnist.load("mnist", split, self.directory)
+        return self._cache[split]
+
+    def split(self, split: str) -> torch.Tensor:
+        """The images of ``split`` ("train", "val" or "test") on the data scale."""
+        x, _ = self._load(split)
+        if self.spec.name == "dynamic_binarized_mnist":
+            return binarize(x, torch.Generator().manual_seed(0))
+        return x
+
+    def labels(self, split: str) -> torch.Tensor | None:
+        """Class labels of ``split`` where the data set has them (not static binarized MNIST)."""
+        return self._load(split)[1]
+
+    def train_epoch(self, epoch: int, seed: int) -> torch.Tensor:
+        """The training images used in ``epoch`` (re-binarized each epoch for the dynamic data set)."""
+        x, _ = self._load("train")
+        if self.spec.name == "dynamic_binarized_mnist":
+            return binarize(x, torch.Generator().manual_seed(seed * 100003 + epoch))
+        return x
+
+
+def binarize(grey: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Bernoulli(pixel / 255) binarization of 8-bit images."""
+    return torch.bernoulli(grey / 255.0, generator=generator)
+
+
+@lru_cache(maxsize=8)
+def _cached(name: str, directory: str | None) -> Dataset:
+    return Dataset(name, directory)
+
+
+def load_dataset(name: str, directory: str | Path | None = None) -> Dataset:
+    """The data set called ``name`` (see ``data.specs.DATASETS``); cached per process."""
+    return _cached(name, str(directory) if directory else None)

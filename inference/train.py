@@ -1,0 +1,160 @@
+"""``python -m inference.train MODEL --dataset NAME --epochs N ... --out RUN_DIR [--resume]``
+
+Options come from ``TrainConfig`` and the model's config dataclass (``--help`` after the model name
+lists them). A fresh run needs an empty or new ``--out``; ``--resume`` continues the run in
+``--out`` from its last checkpoint, with its saved options (``--epochs`` may be raised; ``--device``
+and ``--data-dir`` may change; any other differing option is refused).
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from core.config import OneLineErrorParser, add_dataclass_arguments, build_config, explicit_options, to_jsonable
+from core.device import resolve_device
+from core.errors import DGMError, run_cli
+from core.run_dir import CHECKPOINT, CONFIG, SCHEMA_VERSION, provenance, read_config, write_json
+from core.seeding import seed_everything
+from inference.train_config import TrainConfig
+
+
+def build_parser() -> argparse.ArgumentParser:
+    import models  # noqa: F401  (fills the registry)
+    from models.registry import MODELS
+
+    parser = OneLineErrorParser(prog="python -m inference.train", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="model", metavar="MODEL", parser_class=OneLineErrorParser)
+    sub.required = True
+    for name, spec in sorted(MODELS.items()):
+        p = sub.add_parser(name, help=spec.description, description=spec.description)
+        add_dataclass_arguments(p, TrainConfig, "training options")
+        add_dataclass_arguments(p, spec.config_cls, f"{name} options")
+        p.add_argument("--out", type=Path, default=None, help="run directory (default: runs/MODEL-DATASET-SEED)")
+        p.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
+    return parser
+
+
+def _resumable(name: str) -> bool:
+    from dataclasses import fields
+
+    return any(f.name == name and f.metadata.get("resumable") for f in fields(TrainConfig))
+
+
+def resolve_configs(args: argparse.Namespace, model_config_cls: type) -> tuple[TrainConfig, Any, dict[str, Any] | None]:
+    """Fresh run: defaults + command line. Resume: saved config, checked against explicit options."""
+    train_opts = explicit_options(args, TrainConfig)
+    model_opts = explicit_options(args, model_config_cls)
+    if not args.resume:
+        return build_config(TrainConfig, train_opts), build_config(model_config_cls, model_opts), None
+    saved = read_config(args.out)
+    if saved["model"] != args.model:
+        raise DGMError(f"{args.out} holds a {saved['model']!r} run, not {args.model!r}")
+    merged_train = dict(saved["train"])
+    for key, value in train_opts.items():
+        old = merged_train.get(key)
+        if _resumable(key):
+            if key == "epochs" and value < _last_epoch(args.out):
+                raise DGMError(f"--epochs {value} is below the {_last_epoch(args.out)} epochs already trained")
+            merged_train[key] = value
+        elif _normal(old) != _normal(value):
+            raise DGMError(f"--{key.replace('_', '-')} {value} differs from the saved run's {old}; "
+                           "a resumed run keeps its options (only --epochs, --device, --data-dir, --patience may change)")
+    for key, value in model_opts.items():
+        old = saved["model_options"].get(key)
+        if _normal(old) != _normal(value):
+            raise DGMError(f"--{key.replace('_', '-')} {value} differs from the saved run's {old}; "
+                           "a resumed run keeps its model options")
+    return (build_config(TrainConfig, merged_train), build_config(model_config_cls, saved["model_options"]), saved)
+
+
+def _normal(value: Any) -> Any:
+    return list(value) if isinstance(value, tuple) else value
+
+
+def _last_epoch(run_dir: Path) -> int:
+    from core.run_dir import load_checkpoint
+
+    return int(load_checkpoint(run_dir / CHECKPOINT)["epoch"])
+
+
+def prepare_run_dir(args: argparse.Namespace, train: TrainConfig) -> Path:
+    out = args.out or Path("runs") / f"{args.model}-{train.dataset}-seed{train.seed}"
+    args.out = out
+    if args.resume:
+        if not (out / CONFIG).is_file():
+            raise DGMError(f"--resume: {out} is not a run directory (no {CONFIG})")
+        if not (out / CHECKPOINT).is_file():
+            raise DGMError(f"--resume: {out} has no {CHECKPOINT} to resume from")
+    elif out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise DGMError(f"{out} is not empty; pass --resume to continue that run or choose another --out")
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    from data import load_dataset
+    from evaluation.evaluate import evaluate_run
+    from core.load_run import LoadedRun
+    from inference.figures import TrainingFigures
+    from inference.trainer import Trainer
+    from models.registry import model_spec
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    spec = model_spec(args.model)
+    if spec.trainer != "svi":
+        from inference.adversarial_train import main as adversarial_main  # the GAN trainer
+
+        return adversarial_main(args)
+    if args.resume and args.out is None:
+        raise DGMError("--resume needs --out RUN_DIR")
+    if args.resume:
+        prepare_run_dir(args, TrainConfig())  # validates before configs are read
+    train, model_config, saved = resolve_configs(args, spec.config_cls)
+    device = resolve_device(train.device)
+    dataset = load_dataset(train.dataset, train.data_dir)
+    seed_everything(train.seed)
+    model = spec.build(model_config, dataset.spec)  # refuses unsupported data before anything is written
+    out = prepare_run_dir(args, train)
+    if saved is None:
+        config = {"schema_version": SCHEMA_VERSION, "model": args.model, "dataset": train.dataset,
+                  "seed": train.seed, "train": to_jsonable(train), "model_options": to_jsonable(model_config),
+                  **provenance(device)}
+    else:
+        config = saved
+        config["train"]["epochs"] = train.epochs
+        config.setdefault("resumes", []).append({**provenance(device), "epochs": train.epochs})
+    write_json(out / CONFIG, config)
+    dataset.split("val")  # fail on missing files before training starts
+    trainer = Trainer(model, model.objective(), train, dataset, out, args.model, device)
+    figures = TrainingFigures(model, dataset.spec, out, train)
+    if args.resume:
+        trainer.resume()
+    else:
+        figures.samples(0)
+    n_params = sum(p.numel() for p in model.parameters())
+    print(f"{args.model} on {train.dataset} ({dataset.spec.dim} dims, {n_params:,} parameters) on {device}; "
+          f"run directory {out}", flush=True)
+    trainer.fit(on_epoch_end=figures.on_epoch_end)
+    figures.final(trainer.state.epoch)
+    best = _load_best(out, device)
+    estimators = ["elbo"] if model.has_latents else ["exact"]
+    evaluate_run(best, "test", estimators, [1], device=device)
+    return 0
+
+
+def _load_best(out: Path, device: torch.device) -> Any:
+    from core.load_run import load_run
+
+    return load_run(out, "best", device=device)
+
+
+if __name__ == "__main__":
+    run_cli(main)

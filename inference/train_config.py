@@ -1,0 +1,42 @@
+"""Options shared by every trained model (``TrainConfig``); model options come from each model's config."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal, Optional
+
+from core.errors import DGMError
+from data.specs import DATASETS
+
+
+@dataclass
+class TrainConfig:
+    """Options of ``python -m inference.train MODEL`` common to all models."""
+
+    dataset: str = field(default="digits", metadata={"help": f"data set: {', '.join(DATASETS)}"})
+    data_dir: Optional[str] = field(default=None, metadata={"help": "data directory (else $DGM_DATA_DIR, else the "
+                                                                    "per-user cache)", "resumable": True})
+    epochs: int = field(default=10, metadata={"help": "epochs to train in all (raise it with --resume to go on)",
+                                              "resumable": True})
+    batch_size: int = field(default=128, metadata={"help": "examples per optimisation step"})
+    lr: float = field(default=1e-3, metadata={"help": "Adam learning rate"})
+    seed: int = field(default=0, metadata={"help": "seed of every random number generator"})
+    device: Literal["auto", "cpu", "cuda"] = field(default="auto", metadata={
+        "help": "auto uses a GPU when there is one", "resumable": True})
+    lr_schedule: Literal["constant", "cosine", "exponential"] = field(default="constant", metadata={
+        "help": "learning-rate schedule over epochs (cosine anneals to 0 at --epochs)"})
+    lr_decay: float = field(default=0.97, metadata={"help": "per-epoch factor of the exponential schedule"})
+    patience: int = field(default=0, metadata={"help": "stop after this many epochs without a better validation "
+                                                       "objective (0: never)", "resumable": True})
+    grad_clip: float = field(default=0.0, metadata={"help": "clip the gradient norm to this value (0: off)"})
+    val_batch_size: int = field(default=1000, metadata={"help": "examples per validation pass", "resumable": True})
+
+    def validate(self) -> None:
+        if self.dataset not in DATASETS:
+            raise DGMError(f"unknown data set {self.dataset!r}; choose one of {', '.join(DATASETS)}")
+        for name in ("epochs", "batch_size", "val_batch_size"):
+            if getattr(self, name) < 1:
+                raise DGMError(f"--{name.replace('_', '-')} must be at least 1")
+        if not self.lr > 0:
+            raise DGMError("--lr must be positive")
+        if self.patience < 0 or self.grad_clip < 0 or not 0 < self.lr_decay <= 1:
+            raise DGMError("--patience and --grad-clip must be >= 0, --lr-decay in (0, 1]")

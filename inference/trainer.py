@@ -1,0 +1,218 @@
+"""The one training loop for every SVI-trained model (VAEs, flows, ARMs: any model/guide pair).
+
+Each step minimises ``objective.differentiable_loss(model.model, model.guide, x) / B`` with a torch
+optimiser (the same gradient as ``pyro.infer.SVI.step``; a torch optimiser keeps its state a plain
+``state_dict`` and gives us LR schedules). Per epoch: validation with a fixed seed, a row of
+``metrics.csv``, ``best.pt`` when the validation objective improves, ``checkpoint.pt`` always,
+figures. ``--resume`` restores weights, optimiser, scheduler and every RNG state, so a resumed run
+reproduces an uninterrupted one exactly.
+"""
+from __future__ import annotations
+
+import math
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from tqdm.auto import tqdm
+
+from core.errors import TrainingDiverged
+from core.run_dir import BEST, CHECKPOINT, METRICS, MetricsLog, atomic_torch_save, load_checkpoint
+from core.seeding import rng_state, set_rng_state
+from data.dataset import Dataset
+from evaluation.units import bits_per_dim
+from inference.train_config import TrainConfig
+
+VAL_SEED = 12345  # validation noise is the same every epoch, so epochs compare fairly
+
+
+@dataclass
+class TrainState:
+    epoch: int = 0
+    step: int = 0
+    best_val: float = -math.inf
+    best_epoch: int = 0
+    bad_epochs: int = 0
+
+
+def make_scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig) -> torch.optim.lr_scheduler.LRScheduler:
+    """Per-epoch learning-rate schedule: constant, cosine to 0 at ``epochs``, or exponential decay."""
+    if config.lr_schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs)
+    if config.lr_schedule == "exponential":
+        return torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=config.lr_decay)
+    return torch.optim.lr_scheduler.ConstantLR(optimizer, factor=1.0, total_iters=0)
+
+
+def first_nonfinite_module(model: torch.nn.Module, run: Callable[[], Any]) -> str:
+    """Re-run ``run`` with forward hooks and name the first module whose output is NaN or infinite."""
+    found: list[str] = []
+    names = {module: name for name, module in model.named_modules()}
+
+    def hook(module: torch.nn.Module, _inputs: Any, output: Any) -> None:
+        tensors = output if isinstance(output, (tuple, list)) else (output,)
+        if not found and any(isinstance(t, torch.Tensor) and t.is_floating_point() and not torch.isfinite(t).all()
+                             for t in tensors):
+            found.append(names[module] or type(module).__name__)
+
+    handles = [m.register_forward_hook(hook) for m in model.modules()]
+    try:
+        with torch.no_grad():
+            run()
+    except Exception:  # the diagnosis must never hide the original problem
+        pass
+    finally:
+        for h in handles:
+            h.remove()
+    bad_params = [n for n, p in model.named_parameters() if not torch.isfinite(p).all()]
+    if found:
+        return f"first non-finite output in layer '{found[0]}'"
+    if bad_params:
+        return f"non-finite parameter '{bad_params[0]}'"
+    return "no layer output was non-finite (the likelihood or KL term overflowed)"
+
+
+class Trainer:
+    """Train ``model`` on ``dataset`` with ``objective``, writing into ``run_dir``."""
+
+    def __init__(self, model: Any, objective: Any, config: TrainConfig, dataset: Dataset, run_dir: Path,
+                 model_name: str, device: torch.device):
+        self.model = model.to(device)
+        self.objective = objective
+        self.validation_objective = model.validation_objective()
+        self.config = config
+        self.dataset = dataset
+        self.run_dir = Path(run_dir)
+        self.model_name = model_name
+        self.device = device
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr)
+        self.scheduler = make_scheduler(self.optimizer, config)
+        self.metrics = MetricsLog(self.run_dir / METRICS)
+        self.state = TrainState()
+
+    # ---- checkpoints -------------------------------------------------------------------------
+    def checkpoint(self) -> dict[str, Any]:
+        return {
+            "schema_version": 1, "model": self.model_name, "epoch": self.state.epoch, "step": self.state.step,
+            "model_state": self.model.state_dict(), "optimizer_state": self.optimizer.state_dict(),
+            "scheduler_state": self.scheduler.state_dict(), "rng": rng_state(),
+            "best_val": self.state.best_val, "best_epoch": self.state.best_epoch, "bad_epochs": self.state.bad_epochs,
+        }
+
+    def resume(self) -> None:
+        """Restore everything from ``checkpoint.pt`` and drop metrics rows written after it."""
+        from core.load_run import load_state
+
+        path = self.run_dir / CHECKPOINT
+        state = load_checkpoint(path, map_location=self.device)
+        load_state(self.model, state, path, self.model_name)
+        self.optimizer.load_state_dict(state["optimizer_state"])
+        self.scheduler.load_state_dict(state["scheduler_state"])
+        set_rng_state(state["rng"])
+        self.state = TrainState(int(state["epoch"]), int(state["step"]), float(state["best_val"]),
+                                int(state["best_epoch"]), int(state["bad_epochs"]))
+        self.metrics.truncate_after(self.state.epoch)
+
+    # ---- one epoch ---------------------------------------------------------------------------
+    def _loss(self, x: torch.Tensor) -> torch.Tensor:
+        return self.objective.differentiable_loss(self.model.model, self.model.guide, x) / x.shape[0]
+
+    def train_epoch(self, epoch: int) -> float:
+        """One pass over the shuffled training data; returns the mean loss per example (nats)."""
+        cfg = self.config
+        x_all = self.dataset.train_epoch(epoch, cfg.seed).to(self.device)
+        order = torch.randperm(x_all.shape[0], generator=torch.Generator().manual_seed(cfg.seed * 1000003 + epoch))
+        batches = order.split(cfg.batch_size)
+        self.model.train()
+        total = torch.zeros((), dtype=torch.float64, device=self.device)
+        bar = tqdm(batches, desc=f"epoch {epoch}/{cfg.epochs}", leave=False, mininterval=1.0, file=sys.stderr,
+                   disable=None)
+        for i, index in enumerate(bar):
+            x = x_all[index.to(self.device)]
+            if hasattr(self.objective, "kl_weight"):
+                self.objective.kl_weight = self.model.kl_weight(epoch - 1 + i / len(batches))
+            rng_before = torch.get_rng_state()
+            loss = self._loss(x)
+            if not torch.isfinite(loss):
+                self._diverged(loss, x, rng_before, epoch)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if cfg.grad_clip:
+                torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
+            self.optimizer.step()
+            self.state.step += 1
+            total += loss.detach().to(torch.float64) * x.shape[0]
+        self.scheduler.step()
+        return float(total) / x_all.shape[0]
+
+    def _diverged(self, loss: torch.Tensor, x: torch.Tensor, rng_before: torch.Tensor, epoch: int) -> None:
+        def rerun() -> None:
+            torch.set_rng_state(rng_before)
+            self._loss(x)
+
+        where = first_nonfinite_module(self.model, rerun)
+        kept = f"last good checkpoint: epoch {self.state.epoch} in {self.run_dir / CHECKPOINT}" \
+            if (self.run_dir / CHECKPOINT).exists() else "no checkpoint was written yet"
+        raise TrainingDiverged(f"training loss became {float(loss)} at step {self.state.step + 1} (epoch {epoch}); "
+                               f"{where}; {kept}")
+
+    @torch.no_grad()
+    def validate(self) -> dict[str, float]:
+        """Validation metrics (nats per example, log-likelihood sign) with fixed noise."""
+        x_val = self.dataset.split("val")
+        self.model.eval()
+        recon = kl = 0.0
+        with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
+            torch.manual_seed(VAL_SEED)
+            for i in range(0, x_val.shape[0], self.config.val_batch_size):
+                x = x_val[i:i + self.config.val_batch_size].to(self.device)
+                self.validation_objective.differentiable_loss(self.model.model, self.model.guide, x)
+                recon += float(self.validation_objective.components["recon"])
+                kl += float(self.validation_objective.components["kl"])
+            extras = self.model.validation_extras(x_val.to(self.device))
+        n = x_val.shape[0]
+        dim = self.dataset.spec.dim
+        if self.model.has_latents:
+            row = {"val_elbo": (recon - kl) / n, "val_recon": recon / n, "val_kl": kl / n,
+                   "val_bpd": bits_per_dim(-(recon - kl) / n, dim)}
+        else:
+            row = {"val_log_likelihood": recon / n, "val_bpd": bits_per_dim(-recon / n, dim)}
+        row.update({f"val_{k}": v for k, v in extras.items()})
+        return row
+
+    def objective_of(self, row: dict[str, float]) -> float:
+        return row["val_elbo"] if "val_elbo" in row else row["val_log_likelihood"]
+
+    # ---- the loop ----------------------------------------------------------------------------
+    def fit(self, on_epoch_end: Callable[[int, dict[str, Any]], None] | None = None) -> TrainState:
+        cfg = self.config
+        while self.state.epoch < cfg.epochs:
+            epoch = self.state.epoch + 1
+            start = time.perf_counter()
+            train_loss = self.train_epoch(epoch)
+            row: dict[str, Any] = {"epoch": epoch, "step": self.state.step, "train_loss": train_loss}
+            row.update(self.validate())
+            row["seconds"] = time.perf_counter() - start
+            self.state.epoch = epoch
+            value = self.objective_of(row)
+            if value > self.state.best_val:
+                self.state.best_val, self.state.best_epoch, self.state.bad_epochs = value, epoch, 0
+            else:
+                self.state.bad_epochs += 1
+            self.metrics.append(row)
+            state = self.checkpoint()
+            if self.state.best_epoch == epoch:
+                atomic_torch_save(state, self.run_dir / BEST)
+            atomic_torch_save(state, self.run_dir / CHECKPOINT)
+            summary = "  ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items())
+            print(summary, flush=True)
+            if on_epoch_end is not None:
+                on_epoch_end(epoch, row)
+            if cfg.patience and self.state.bad_epochs >= cfg.patience:
+                print(f"early stopping: no better validation objective for {cfg.patience} epochs "
+                      f"(best epoch {self.state.best_epoch})", flush=True)
+                break
+        return self.state

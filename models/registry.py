@@ -1,0 +1,46 @@
+"""The registry of trainable models: name -> config dataclass, builder, trainer kind.
+
+A model module registers itself with :func:`register_model`; ``python -m inference.train NAME``,
+``load_run`` and the generic tests all read this registry, so a registered model is reachable
+from the command line and tested the moment it is registered.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Literal
+
+from core.errors import DGMError
+from data.specs import DatasetSpec
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """How to build and train one family of models."""
+
+    name: str
+    config_cls: type
+    build: Callable[[object, DatasetSpec], object]
+    trainer: Literal["svi", "adversarial"]
+    description: str
+
+
+MODELS: dict[str, ModelSpec] = {}
+
+
+def register_model(name: str, config_cls: type, trainer: Literal["svi", "adversarial"] = "svi",
+                   description: str = "") -> Callable:
+    """Decorator for ``build(config, dataset_spec) -> GenerativeModel`` functions."""
+
+    def decorate(build: Callable) -> Callable:
+        if name in MODELS:
+            raise ValueError(f"model {name!r} registered twice")
+        MODELS[name] = ModelSpec(name, config_cls, build, trainer, description or (build.__doc__ or "").strip())
+        return build
+
+    return decorate
+
+
+def model_spec(name: str) -> ModelSpec:
+    if name not in MODELS:
+        raise DGMError(f"unknown model {name!r}; choose one of {', '.join(sorted(MODELS))}")
+    return MODELS[name]
