@@ -85,6 +85,12 @@ class AnalyticKLTrace_ELBO(Trace_ELBO):
         self._reset()
         return super().differentiable_loss(model, guide, *args, **kwargs)
 
+    def loss_and_grads(self, model: Any, guide: Any, *args: Any, **kwargs: Any) -> float:
+        """The ``pyro.infer.SVI`` entry point: backpropagate the same surrogate, return the loss."""
+        loss = self.differentiable_loss(model, guide, *args, **kwargs)
+        loss.backward()
+        return float(loss.detach())
+
     def loss(self, model: Any, guide: Any, *args: Any, **kwargs: Any) -> float:
         """-(recon - beta * KL) as a float, with the same decomposition as the training loss."""
         with torch.no_grad():

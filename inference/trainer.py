@@ -156,7 +156,7 @@ class Trainer:
         where = first_nonfinite_module(self.model, rerun)
         kept = f"last good checkpoint: epoch {self.state.epoch} in {self.run_dir / CHECKPOINT}" \
             if (self.run_dir / CHECKPOINT).exists() else "no checkpoint was written yet"
-        raise TrainingDiverged(f"training loss became {float(loss)} at step {self.state.step + 1} (epoch {epoch}); "
+        raise TrainingDiverged(f"training loss became {float(loss.detach())} at step {self.state.step + 1} (epoch {epoch}); "
                                f"{where}; {kept}")
 
     @torch.no_grad()

@@ -1,0 +1,33 @@
+"""Test-suite settings: offline, real data from ../shared/data when present, one torch thread."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED_DATA = ROOT.parent / "shared" / "data"
+
+os.environ["DGM_OFFLINE"] = "1"  # tests never touch the network
+os.environ.setdefault("MPLBACKEND", "Agg")
+if SHARED_DATA.is_dir() and "DGM_DATA_DIR" not in os.environ:
+    os.environ["DGM_DATA_DIR"] = str(SHARED_DATA)
+torch.set_num_threads(1)  # small tensors: threads cost more than they give, and runs stay reproducible
+
+
+@pytest.fixture
+def shared_data() -> Path | None:
+    """The real data folder beside the project, or None (tests then use synthetic data)."""
+    return SHARED_DATA if SHARED_DATA.is_dir() else None
+
+
+def cli(main, argv, capsys) -> tuple[int, str, str]:
+    """Run a command-line ``main`` as its ``python -m`` entry point does; return (exit code, stdout, stderr)."""
+    from core.errors import run_cli
+
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli(main, [str(a) for a in argv])
+    captured = capsys.readouterr()
+    return int(exit_info.value.code or 0), captured.out, captured.err

@@ -1,0 +1,148 @@
+"""Our Trace_ELBO subclass and the IWAE objective against closed forms, Pyro, and hand-written bounds."""
+from __future__ import annotations
+
+import math
+
+import pyro
+import pyro.distributions as dist
+import pyro.poutine as poutine
+import pytest
+import torch
+from pyro.infer import SVI, RenyiELBO, Trace_ELBO
+
+from data.specs import DATASETS
+from inference.elbo import AnalyticKLTrace_ELBO
+from inference.iwae import IWAE_ELBO
+from models.vae import VAE, VAEConfig
+
+SPEC = DATASETS["binarized_digits"]
+
+
+def tiny_vae(seed: int = 0, **options) -> VAE:
+    torch.manual_seed(seed)
+    return VAE(VAEConfig(latent_dim=3, hidden=(16,), **options), SPEC).double()
+
+
+def binary_batch(n: int = 6, seed: int = 1) -> torch.Tensor:
+    return torch.bernoulli(torch.full((n, *SPEC.shape), 0.3, dtype=torch.float64),
+                           generator=torch.Generator().manual_seed(seed))
+
+
+def test_kl_is_the_closed_form_and_recon_the_observed_log_prob() -> None:
+    vae, x = tiny_vae(), binary_batch()
+    objective = AnalyticKLTrace_ELBO()
+    torch.manual_seed(5)
+    loss = objective.differentiable_loss(vae.model, vae.guide, x)
+    loc, scale = vae.encode(x)
+    kl = 0.5 * (loc ** 2 + scale ** 2 - 1 - 2 * torch.log(scale)).sum()
+    torch.testing.assert_close(objective.components["kl"], kl.detach())
+    torch.manual_seed(5)  # the same draw of z, by hand
+    z = loc + scale * torch.randn_like(loc)
+    probs = torch.sigmoid(vae.decoder(z))
+    recon = (x * torch.log(probs) + (1 - x) * torch.log1p(-probs)).sum()
+    torch.testing.assert_close(objective.components["recon"], recon.detach())
+    torch.testing.assert_close(loss.detach(), -(recon - kl).detach())
+
+
+def test_expectation_matches_pyro_trace_elbo_within_standard_errors() -> None:
+    vae, x = tiny_vae(), binary_batch()
+    ours = AnalyticKLTrace_ELBO(num_particles=4000, vectorize_particles=True, max_plate_nesting=1)
+    theirs = Trace_ELBO(num_particles=1, max_plate_nesting=1)
+    ours_value = ours.loss(vae.model, vae.guide, x)
+    draws = torch.tensor([theirs.loss(vae.model, vae.guide, x) for _ in range(400)], dtype=torch.float64)
+    se = draws.std() / math.sqrt(draws.numel())
+    assert abs(ours_value - draws.mean()) < 4 * se
+
+
+def test_kl_weight_scales_only_the_kl_term() -> None:
+    vae, x = tiny_vae(), binary_batch()
+    objective = AnalyticKLTrace_ELBO(kl_weight=0.25)
+    loss = objective.differentiable_loss(vae.model, vae.guide, x)
+    torch.testing.assert_close(loss.detach(), -(objective.components["recon"] - 0.25 * objective.components["kl"]))
+
+
+def test_one_trainer_step_equals_one_pyro_svi_step() -> None:
+    """The trainer's torch-Adam step on loss / B is exactly pyro.infer.SVI with pyro.optim.Adam on the scaled model."""
+    x = binary_batch(8)
+    ours, theirs = tiny_vae(3), tiny_vae(3)
+    optimizer = torch.optim.Adam(ours.parameters(), lr=1e-2)
+    torch.manual_seed(11)
+    (AnalyticKLTrace_ELBO().differentiable_loss(ours.model, ours.guide, x) / x.shape[0]).backward()
+    optimizer.step()
+
+    pyro.clear_param_store()
+
+    def model(data):
+        pyro.module("vae", theirs)
+        with poutine.scale(scale=1.0 / data.shape[0]):
+            theirs.model(data)
+
+    def guide(data):
+        pyro.module("vae", theirs)
+        with poutine.scale(scale=1.0 / data.shape[0]):
+            theirs.guide(data)
+
+    svi = SVI(model, guide, pyro.optim.Adam({"lr": 1e-2}), loss=AnalyticKLTrace_ELBO())
+    torch.manual_seed(11)
+    svi.step(x)
+    for (name, a), (_, b) in zip(ours.named_parameters(), theirs.named_parameters()):
+        torch.testing.assert_close(a, b, msg=name)
+    pyro.clear_param_store()
+
+
+def hand_written_iwae(vae: VAE, x: torch.Tensor, k: int) -> torch.Tensor:
+    """L_K(x_n) = log (1/K) sum_k p(x_n|z_k) p(z_k) / q(z_k|x_n), every density written out."""
+    loc, scale = vae.encode(x)
+    z = loc + scale * torch.randn(k, *loc.shape, dtype=loc.dtype)
+    log_q = (-0.5 * ((z - loc) / scale) ** 2 - torch.log(scale) - 0.5 * math.log(2 * math.pi)).sum(-1)
+    log_prior = (-0.5 * z ** 2 - 0.5 * math.log(2 * math.pi)).sum(-1)
+    logits = vae.decoder(z)
+    log_lik = (x * logits - torch.nn.functional.softplus(logits)).flatten(-3).sum(-1)
+    return torch.logsumexp(log_lik + log_prior - log_q, dim=0) - math.log(k)
+
+
+@pytest.mark.parametrize("k", [1, 7])
+def test_iwae_equals_the_hand_written_per_example_bound(k: int) -> None:
+    vae, x = tiny_vae(), binary_batch()
+    torch.manual_seed(2)
+    ours = IWAE_ELBO(num_particles=k).per_example_bound(vae.model, vae.guide, x)
+    torch.manual_seed(2)
+    torch.testing.assert_close(ours, hand_written_iwae(vae, x, k))
+
+
+def test_iwae_equals_renyi_alpha_zero_for_one_example() -> None:
+    """Pyro's RenyiELBO(alpha=0) bounds the whole batch jointly; for a batch of one it is L_K."""
+    vae, x = tiny_vae(), binary_batch(1)
+    torch.manual_seed(4)
+    ours = IWAE_ELBO(num_particles=9).loss(vae.model, vae.guide, x)
+    torch.manual_seed(4)
+    theirs = RenyiELBO(alpha=0.0, num_particles=9, vectorize_particles=True, max_plate_nesting=1).loss(
+        vae.model, vae.guide, x)
+    assert ours == pytest.approx(theirs, rel=1e-10)
+
+
+def test_iwae_bound_rises_with_k() -> None:
+    vae, x = tiny_vae(), binary_batch(20)
+    means = []
+    for k in (1, 10, 100):
+        torch.manual_seed(0)
+        with torch.no_grad():
+            bounds = torch.stack([IWAE_ELBO(k).per_example_bound(vae.model, vae.guide, x) for _ in range(20)])
+        means.append(float(bounds.mean()))
+    assert means[0] < means[1] < means[2]
+
+
+def test_models_without_latents_give_exact_log_likelihood() -> None:
+    """No latent site: recon is log p(x), KL is 0 (the maximum-likelihood path of flows and ARMs)."""
+    probs = torch.full((4,), 0.3, dtype=torch.float64)
+    x = torch.tensor([[1.0, 0, 0, 1], [0, 0, 0, 0]], dtype=torch.float64)
+
+    def model(data):
+        with pyro.plate("data", data.shape[0]):
+            pyro.sample("x", dist.Bernoulli(probs).to_event(1), obs=data)
+
+    objective = AnalyticKLTrace_ELBO()
+    loss = objective.differentiable_loss(model, lambda data: None, x)
+    expected = (x * math.log(0.3) + (1 - x) * math.log(0.7)).sum()
+    torch.testing.assert_close(loss.detach(), -expected)
+    assert float(objective.components["kl"]) == 0.0
