@@ -31,9 +31,10 @@ def _strip_optional(tp: Any) -> tuple[Any, bool]:
     return tp, False
 
 
-def _parser_kwargs(field: dataclasses.Field, hints: dict[str, Any]) -> dict[str, Any]:
+def _parser_kwargs(field: dataclasses.Field, hints: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
     tp, optional = _strip_optional(hints[field.name])
     default = field.default if field.default is not dataclasses.MISSING else field.default_factory()  # type: ignore[misc]
+    default = overrides.get(field.name, default)
     help_text = field.metadata.get("help", "")
     kwargs: dict[str, Any] = {"help": f"{help_text} (default: {default!r})".strip(), "default": argparse.SUPPRESS}
     origin = get_origin(tp)
@@ -55,13 +56,18 @@ def _parser_kwargs(field: dataclasses.Field, hints: dict[str, Any]) -> dict[str,
     return kwargs
 
 
-def add_dataclass_arguments(parser: argparse.ArgumentParser, cls: type, title: str | None = None) -> None:
-    """Add one option per field of ``cls``; defaults are SUPPRESSed so explicit options are known."""
+def add_dataclass_arguments(parser: argparse.ArgumentParser, cls: type, title: str | None = None,
+                            overrides: dict[str, Any] | None = None) -> None:
+    """Add one option per field of ``cls``; defaults are SUPPRESSed so explicit options are known.
+
+    ``overrides`` replaces some defaults in the help text (the values are applied by the caller).
+    """
     hints = typing.get_type_hints(cls)
     group = parser.add_argument_group(title or cls.__name__)
     for field in dataclasses.fields(cls):
         if field.metadata.get("cli", True):
-            group.add_argument(option_name(field.name), dest=field.name, **_parser_kwargs(field, hints))
+            group.add_argument(option_name(field.name), dest=field.name,
+                               **_parser_kwargs(field, hints, overrides or {}))
 
 
 def build_config(cls: type, values: dict[str, Any]) -> Any:

@@ -1,7 +1,8 @@
-"""``python -m inference.sample RUN_DIR -n 64 --out FILE.png [--mean] [--seed S]``: a grid of samples."""
+"""``python -m inference.sample RUN_DIR -n 64 --out FILE.png [--mean] [--seed S] [--temperature T]``: a grid of samples."""
 from __future__ import annotations
 
 import argparse
+import inspect
 from pathlib import Path
 
 import torch
@@ -19,6 +20,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-n", type=int, default=64, help="number of samples")
     parser.add_argument("--out", type=Path, default=None, help="PNG file (default: RUN_DIR/samples.png)")
     parser.add_argument("--mean", action="store_true", help="show E[x | z] instead of drawing x (decoder models)")
+    parser.add_argument("--temperature", type=float, default=None,
+                        help="sampling temperature T of models that have one (flows: base N(0, T^2 I))")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--checkpoint", default="best", choices=["best", "last"])
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
@@ -27,7 +30,12 @@ def main(argv: list[str] | None = None) -> int:
         raise DGMError("-n must be at least 1")
     run = load_run(args.run_dir, which=args.checkpoint, device=resolve_device(args.device))
     torch.manual_seed(args.seed)
-    images = run.model.sample(args.n, mean=args.mean)
+    extra = {}
+    if args.temperature is not None:
+        if "temperature" not in inspect.signature(run.model.sample).parameters:
+            raise DGMError(f"--temperature: a {run.config['model']!r} model has no sampling temperature")
+        extra["temperature"] = args.temperature
+    images = run.model.sample(args.n, mean=args.mean, **extra)
     out = args.out or args.run_dir / "samples.png"
     save_image_grid(images, run.dataset.spec.levels, out, title=f"{run.config['model']} samples")
     print(f"wrote {args.n} samples to {out}")

@@ -34,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.required = True
     for name, spec in sorted(MODELS.items()):
         p = sub.add_parser(name, help=spec.description, description=spec.description)
-        add_dataclass_arguments(p, TrainConfig, "training options")
+        add_dataclass_arguments(p, TrainConfig, "training options", spec.train_defaults)
         add_dataclass_arguments(p, spec.config_cls, f"{name} options")
         p.add_argument("--out", type=Path, default=None, help="run directory (default: runs/MODEL-DATASET-SEED)")
         p.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
@@ -48,11 +48,15 @@ def _resumable(name: str) -> bool:
 
 
 def resolve_configs(args: argparse.Namespace, model_config_cls: type) -> tuple[TrainConfig, Any, dict[str, Any] | None]:
-    """Fresh run: defaults + command line. Resume: saved config, checked against explicit options."""
+    """Fresh run: defaults (the family's own first) + command line. Resume: saved config, checked
+    against the explicit options."""
+    from models.registry import model_spec
+
     train_opts = explicit_options(args, TrainConfig)
     model_opts = explicit_options(args, model_config_cls)
     if not args.resume:
-        return build_config(TrainConfig, train_opts), build_config(model_config_cls, model_opts), None
+        train_values = {**model_spec(args.model).train_defaults, **train_opts}
+        return build_config(TrainConfig, train_values), build_config(model_config_cls, model_opts), None
     saved = read_config(args.out)
     if saved["model"] != args.model:
         raise DGMError(f"{args.out} holds a {saved['model']!r} run, not {args.model!r}")
@@ -154,6 +158,29 @@ def _load_best(out: Path, device: torch.device) -> Any:
     from core.load_run import load_run
 
     return load_run(out, "best", device=device)
+
+
+
+def train(model: str, out: str | Path, *, resume: bool = False, **options: Any):
+    """Python entry point (notebooks, scripts): ``train("vae", "runs/x", dataset="digits", epochs=5)``.
+
+    Keyword options are the command-line options with underscores (``latent_dim=2``; tuples for
+    multi-valued ones). Resumes when ``resume`` is True; returns the :class:`core.load_run.LoadedRun`
+    of ``best.pt``.
+    """
+    from core.load_run import load_run
+
+    argv = [model, "--out", str(out)] + (["--resume"] if resume else [])
+    for key, value in options.items():
+        flag = "--" + key.replace("_", "-")
+        if isinstance(value, bool):
+            argv.append(flag if value else "--no-" + key.replace("_", "-"))
+        elif isinstance(value, (tuple, list)):
+            argv += [flag, *map(str, value)]
+        elif value is not None:
+            argv += [flag, str(value)]
+    main(argv)
+    return load_run(out)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import torch
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from core.errors import TrainingDiverged
 from core.run_dir import BEST, CHECKPOINT, METRICS, MetricsLog, atomic_torch_save, load_checkpoint

@@ -73,3 +73,36 @@ def likelihood(name: str, spec: DatasetSpec) -> Likelihood:
     head = LIKELIHOODS[name]
     head.check(spec)
     return head
+
+
+# ---- mixture of discretized logistics (PixelCNN++), added for the autoregressive models ----------
+MIXTURE_COMPONENTS = 5  # default M of the registered "logistic_mixture" head
+MIN_LOG_SCALE = -7.0  # PixelCNN++'s floor on log s: keeps 1/s finite while the bins stay resolvable
+
+
+def _mixture_parameters(params: torch.Tensor, spec: DatasetSpec, components: int) -> tuple[torch.Tensor, ...]:
+    """(..., C*3M, H, W) -> logits, loc, log_scale, each (..., C, H, W, M)."""
+    grouped = params.unflatten(-3, (spec.shape[0], 3 * components)).movedim(-3, -1)
+    logits, loc, log_scale = grouped.chunk(3, dim=-1)
+    return logits, loc, log_scale.clamp_min(MIN_LOG_SCALE)
+
+
+def logistic_mixture_likelihood(components: int = MIXTURE_COMPONENTS) -> Likelihood:
+    """x_d ~ mixture of ``components`` discretized logistics over the data's levels (3M parameters a pixel),
+    independent over pixels; see ``models.distributions.discretized_logistic_mixture``."""
+    from models.distributions.discretized_logistic_mixture import DiscretizedLogisticMixture
+
+    if not isinstance(components, int) or components < 1:
+        raise DGMError(f"a logistic mixture needs at least 1 component, got {components!r}")
+
+    def distribution(params: torch.Tensor, spec: DatasetSpec) -> dist.TorchDistribution:
+        logits, loc, log_scale = _mixture_parameters(params, spec, components)
+        return DiscretizedLogisticMixture(logits, loc, log_scale, spec.levels, validate_args=False).to_event(3)
+
+    def mean(params: torch.Tensor, spec: DatasetSpec) -> torch.Tensor:
+        return distribution(params, spec).base_dist.mean
+
+    return Likelihood("logistic_mixture", lambda levels: 3 * components, lambda s: True, distribution, mean)
+
+
+LIKELIHOODS["logistic_mixture"] = logistic_mixture_likelihood()

@@ -6,8 +6,8 @@ from the command line and tested the moment it is registered.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Callable, Literal
+from dataclasses import dataclass, field
+from typing import Any, Callable, Literal
 
 from core.errors import DGMError
 from data.specs import DatasetSpec
@@ -22,19 +22,22 @@ class ModelSpec:
     build: Callable[[object, DatasetSpec], object]
     trainer: Literal["svi", "adversarial"]
     description: str
+    #: TrainConfig defaults this family needs (e.g. the GAN's lr 2e-4); the command line still wins
+    train_defaults: dict[str, Any] = field(default_factory=dict)
 
 
 MODELS: dict[str, ModelSpec] = {}
 
 
 def register_model(name: str, config_cls: type, trainer: Literal["svi", "adversarial"] = "svi",
-                   description: str = "") -> Callable:
+                   description: str = "", train_defaults: dict[str, Any] | None = None) -> Callable:
     """Decorator for ``build(config, dataset_spec) -> GenerativeModel`` functions."""
 
     def decorate(build: Callable) -> Callable:
         if name in MODELS:
             raise ValueError(f"model {name!r} registered twice")
-        MODELS[name] = ModelSpec(name, config_cls, build, trainer, description or (build.__doc__ or "").strip())
+        MODELS[name] = ModelSpec(name, config_cls, build, trainer, description or (build.__doc__ or "").strip(),
+                                 dict(train_defaults or {}))
         return build
 
     return decorate

@@ -1,0 +1,202 @@
+"""The adversarial training loop of GANs: alternating discriminator and generator updates.
+
+Per batch of real images x (scaled to [0, 1]) and fresh z ~ N(0, I):
+
+    discriminator step   minimise L_D(D(x), D(G(z))) (+ lambda * gradient penalty for wgan_gp)
+    generator step       every ``d_steps``-th batch: minimise L_G(D(G(z))) with the updated D,
+                         on the same G(z) (one generator pass per batch, as the DCGAN reference does)
+
+(``inference.adversarial_losses`` has the losses.) Separate Adam optimisers (and learning-rate
+schedules) for the two players. The run directory is the SVI trainer's: ``metrics.csv`` one row
+per epoch, ``checkpoint.pt`` every epoch, ``best.pt`` at the best validation criterion, both
+written atomically and loadable with ``torch.load(weights_only=True)``; ``--resume`` restores both
+networks, both optimisers and schedulers and every RNG state, so it reproduces an uninterrupted run.
+
+``metrics.csv`` columns: ``epoch``, ``step`` (discriminator updates so far), ``train_loss`` (the
+generator's loss, mean over the epoch's generator steps), ``train_d_loss`` (the discriminator's,
+penalty included), ``train_d_real`` and ``train_d_fake`` (mean D output on real and generated
+images), ``val_fd`` and ``val_class_entropy`` (see below), ``seconds``.
+
+Validation criterion: a GAN has no likelihood to validate and its losses do not measure sample
+quality (they describe a moving two-player game). ``best.pt`` is therefore chosen by ``val_fd``,
+the Frechet distance in the project classifier's feature space (``evaluation.sample_quality``)
+between ``val_samples`` generated images (fixed noise) and as many validation images, the same
+metric that judges every model on the test split. Lower is better.
+"""
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from tqdm import tqdm
+
+from core.errors import DGMError, TrainingDiverged
+from core.run_dir import BEST, CHECKPOINT, METRICS, MetricsLog, atomic_torch_save, load_checkpoint
+from core.seeding import rng_state, set_rng_state
+from data.dataset import Dataset
+from inference.adversarial_losses import adversarial_loss, gradient_penalty
+from inference.train_config import TrainConfig
+from inference.trainer import VAL_SEED, TrainState, make_scheduler
+
+
+class AdversarialTrainer:
+    """Train the GAN ``model`` (generator + discriminator) on ``dataset``, writing into ``run_dir``.
+
+    ``reference`` is an ``evaluation.sample_quality.FeatureReference`` of validation images (None:
+    no validation, and ``best.pt`` follows the last epoch).
+    """
+
+    def __init__(self, model: Any, config: TrainConfig, dataset: Dataset, run_dir: Path, model_name: str,
+                 device: torch.device, reference: Any | None = None):
+        self.model = model.to(device)
+        self.gan = model.config
+        self.loss = adversarial_loss(self.gan.loss)
+        self.config = config
+        self.dataset = dataset
+        self.run_dir = Path(run_dir)
+        self.model_name = model_name
+        self.device = device
+        self.reference = reference
+        betas = tuple(self.gan.adam_betas)
+        self.g_optimizer = torch.optim.Adam(model.generator.parameters(), lr=config.lr, betas=betas)
+        self.d_optimizer = torch.optim.Adam(model.discriminator.parameters(), lr=self.gan.d_lr or config.lr,
+                                            betas=betas)
+        self.g_scheduler = make_scheduler(self.g_optimizer, config)
+        self.d_scheduler = make_scheduler(self.d_optimizer, config)
+        self.metrics = MetricsLog(self.run_dir / METRICS)
+        self.state = TrainState()
+
+    # ---- checkpoints -------------------------------------------------------------------------
+    def checkpoint(self) -> dict[str, Any]:
+        return {
+            "schema_version": 1, "model": self.model_name, "epoch": self.state.epoch, "step": self.state.step,
+            "model_state": self.model.state_dict(),
+            "optimizer_state": self.g_optimizer.state_dict(), "d_optimizer_state": self.d_optimizer.state_dict(),
+            "scheduler_state": self.g_scheduler.state_dict(), "d_scheduler_state": self.d_scheduler.state_dict(),
+            "rng": rng_state(), "best_val": self.state.best_val, "best_epoch": self.state.best_epoch,
+            "bad_epochs": self.state.bad_epochs,
+        }
+
+    def resume(self) -> None:
+        """Restore everything from ``checkpoint.pt`` and drop metrics rows written after it."""
+        from core.load_run import load_state
+
+        path = self.run_dir / CHECKPOINT
+        state = load_checkpoint(path, map_location=self.device)
+        load_state(self.model, state, path, self.model_name)
+        if "d_optimizer_state" not in state:
+            raise DGMError(f"{path} has no discriminator optimiser state: not a checkpoint of the adversarial trainer")
+        self.g_optimizer.load_state_dict(state["optimizer_state"])
+        self.d_optimizer.load_state_dict(state["d_optimizer_state"])
+        self.g_scheduler.load_state_dict(state["scheduler_state"])
+        self.d_scheduler.load_state_dict(state["d_scheduler_state"])
+        set_rng_state(state["rng"])
+        self.state = TrainState(int(state["epoch"]), int(state["step"]), float(state["best_val"]),
+                                int(state["best_epoch"]), int(state["bad_epochs"]))
+        self.metrics.truncate_after(self.state.epoch)
+
+    # ---- one epoch ---------------------------------------------------------------------------
+    def _step(self, optimizer: torch.optim.Optimizer, loss: torch.Tensor, params: Any) -> None:
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.config.grad_clip:
+            torch.nn.utils.clip_grad_norm_(params, self.config.grad_clip)
+        optimizer.step()
+
+    def _check(self, value: torch.Tensor, player: str, epoch: int) -> None:
+        if not torch.isfinite(value):
+            kept = f"last good checkpoint: epoch {self.state.epoch} in {self.run_dir / CHECKPOINT}" \
+                if (self.run_dir / CHECKPOINT).exists() else "no checkpoint was written yet"
+            raise TrainingDiverged(f"the {player} loss became {float(value)} at step {self.state.step + 1} "
+                                   f"(epoch {epoch}); lower --lr or try --loss hinge; {kept}")
+
+    def train_epoch(self, epoch: int) -> dict[str, float]:
+        """One pass over the shuffled training data; returns the epoch's mean losses and D outputs."""
+        cfg, model = self.config, self.model
+        generator, discriminator = model.generator, model.discriminator
+        x_all = self.dataset.train_epoch(epoch, cfg.seed).to(self.device)
+        order = torch.randperm(x_all.shape[0], generator=torch.Generator().manual_seed(cfg.seed * 1000003 + epoch))
+        batches = order.split(cfg.batch_size)
+        model.train()
+        sums = {"g": 0.0, "d": 0.0, "real": 0.0, "fake": 0.0}
+        g_steps = 0
+        bar = tqdm(batches, desc=f"epoch {epoch}/{cfg.epochs}", leave=False, mininterval=1.0, file=sys.stderr,
+                   disable=None)
+        for index in bar:
+            real = model.to_unit(x_all[index.to(self.device)])
+            z = torch.randn(real.shape[0], model.latent_dim, device=self.device)
+            g_turn = (self.state.step + 1) % self.gan.d_steps == 0
+            with torch.set_grad_enabled(g_turn):  # the generator's graph is kept only when it moves next
+                fake = model.generate(z)
+            # discriminator: minimise L_D on real images and detached samples
+            d_real, d_fake = discriminator(real), discriminator(fake.detach())
+            d_loss = self.loss.discriminator(d_real, d_fake)
+            if self.loss.gradient_penalty:
+                d_loss = d_loss + self.gan.gp_weight * gradient_penalty(discriminator, real, fake)
+            self._check(d_loss.detach(), "discriminator", epoch)
+            self._step(self.d_optimizer, d_loss, discriminator.parameters())
+            sums["d"] += float(d_loss.detach())
+            sums["real"] += float(d_real.detach().mean())
+            sums["fake"] += float(d_fake.detach().mean())
+            if g_turn:  # generator: minimise L_G against the updated discriminator, D's weights frozen
+                discriminator.requires_grad_(False)
+                g_loss = self.loss.generator(discriminator(fake))
+                discriminator.requires_grad_(True)
+                self._check(g_loss.detach(), "generator", epoch)
+                self._step(self.g_optimizer, g_loss, generator.parameters())
+                sums["g"] += float(g_loss.detach())
+                g_steps += 1
+            self.state.step += 1
+        self.g_scheduler.step()
+        self.d_scheduler.step()
+        n = len(batches)
+        return {"train_loss": sums["g"] / g_steps if g_steps else float("nan"), "train_d_loss": sums["d"] / n,
+                "train_d_real": sums["real"] / n, "train_d_fake": sums["fake"] / n}
+
+    def validate(self) -> dict[str, float]:
+        """``val_fd`` and ``val_class_entropy`` of ``val_samples`` generated images (fixed noise) against as many
+        validation images."""
+        if self.reference is None:
+            return {}
+        from evaluation.sample_quality import model_samples
+
+        n = self.reference.features.shape[0]
+        samples = model_samples(self.model, n, seed=VAL_SEED)
+        scores = self.reference.score(samples, seed=VAL_SEED, bootstrap=0, kid=False, device=self.device)
+        return {"val_fd": scores["fd"], "val_class_entropy": scores["class_entropy"]}
+
+    # ---- the loop ----------------------------------------------------------------------------
+    def fit(self, on_epoch_end: Callable[[int, dict[str, Any]], None] | None = None) -> TrainState:
+        """Train until ``epochs``; best.pt at the lowest ``val_fd`` (every epoch when there is no validation)."""
+        cfg = self.config
+        while self.state.epoch < cfg.epochs:
+            epoch = self.state.epoch + 1
+            start = time.perf_counter()
+            row: dict[str, Any] = {"epoch": epoch}
+            losses = self.train_epoch(epoch)
+            row.update({"step": self.state.step, **losses})
+            row.update(self.validate())
+            row["seconds"] = time.perf_counter() - start
+            self.state.epoch = epoch
+            value = -row["val_fd"] if "val_fd" in row else float(epoch)  # higher is better, as in TrainState
+            if value > self.state.best_val:
+                self.state.best_val, self.state.best_epoch, self.state.bad_epochs = value, epoch, 0
+            else:
+                self.state.bad_epochs += 1
+            self.metrics.append(row)
+            state = self.checkpoint()
+            if self.state.best_epoch == epoch:
+                atomic_torch_save(state, self.run_dir / BEST)
+            atomic_torch_save(state, self.run_dir / CHECKPOINT)
+            print("  ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()),
+                  flush=True)
+            if on_epoch_end is not None:
+                on_epoch_end(epoch, row)
+            if cfg.patience and self.state.bad_epochs >= cfg.patience:
+                print(f"early stopping: no lower val_fd for {cfg.patience} epochs (best epoch "
+                      f"{self.state.best_epoch})", flush=True)
+                break
+        return self.state

@@ -1,0 +1,38 @@
+"""Bounded log-scales for affine flows: s in (low, high), so exp(s) can neither overflow nor vanish.
+
+Two bounds, both exact parameters of the transform (``log_scale_min``, ``log_scale_max``):
+
+    soft    s = c tanh(r / c),  c = high for r >= 0 and c = -low for r < 0
+            (smooth, slope 1 at r = 0, so a zero-initialised conditioner starts at the identity
+            and small log-scales pass unchanged)
+    clamp   s = clamp(r, low, high) in value, with the gradient of the identity
+            (Pyro's ``clamp_preserve_gradients``; with Pyro's bounds (-5, 3) our transforms agree
+            with Pyro's to float64 precision in the oracle tests)
+"""
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+
+from core.errors import DGMError
+
+Bound = Literal["soft", "clamp"]
+BOUNDS: tuple[str, ...] = ("soft", "clamp")
+
+
+def check_log_scale_bounds(low: float, high: float, bound: str) -> None:
+    """low < 0 < high and a known bound kind, else a one-line error."""
+    if bound not in BOUNDS:
+        raise DGMError(f"unknown log-scale bound {bound!r}; choose one of {', '.join(BOUNDS)}")
+    if not low < 0.0 < high:
+        raise DGMError(f"log-scale bounds must satisfy min < 0 < max, got min {low} and max {high}")
+
+
+def bound_log_scale(raw: torch.Tensor, low: float, high: float, bound: str) -> torch.Tensor:
+    """Map raw conditioner outputs r to log-scales s in [low, high] (see the module docstring)."""
+    if bound == "clamp":
+        return raw + (raw.clamp(low, high) - raw).detach()
+    positive = high * torch.tanh(raw / high)
+    negative = -low * torch.tanh(raw / -low)
+    return torch.where(raw >= 0, positive, negative)

@@ -1,0 +1,1 @@
+"""Analysis notebooks; ``python -m notebooks.run`` executes them and stores their outputs."""

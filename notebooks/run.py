@@ -1,0 +1,45 @@
+"""Execute the analysis notebooks top to bottom and store their outputs (``make notebooks``).
+
+``python -m notebooks.run [--quick] [--timeout S] [NAME.ipynb ...]`` runs each notebook with the
+repository root as working directory. ``--quick`` sets ``DGM_NOTEBOOK_QUICK=1`` (the tests' small
+settings) and writes nothing back; without it the notebooks are rewritten in place with outputs,
+which is how the committed copies are made.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+import nbformat
+from nbclient import NotebookClient
+
+ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+
+
+def execute(path: Path, quick: bool, timeout: int = 1200, write: bool = True) -> nbformat.NotebookNode:
+    """Run ``path`` in a fresh kernel (cwd = repository root); save outputs unless ``write`` is False."""
+    notebook = nbformat.read(path, as_version=4)
+    os.environ["DGM_NOTEBOOK_QUICK"] = "1" if quick else "0"
+    client = NotebookClient(notebook, timeout=timeout, kernel_name="python3",
+                            resources={"metadata": {"path": str(ROOT)}})
+    client.execute()
+    if write:
+        nbformat.write(notebook, path)
+    return notebook
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("notebooks", nargs="*", type=Path, default=NOTEBOOKS)
+    parser.add_argument("--quick", action="store_true", help="small settings; outputs are not saved")
+    parser.add_argument("--timeout", type=int, default=1200, help="seconds per cell")
+    args = parser.parse_args()
+    for path in args.notebooks:
+        print(f"executing {path.name} ...", flush=True)
+        execute(path, args.quick, args.timeout, write=not args.quick)
+
+
+if __name__ == "__main__":
+    main()
