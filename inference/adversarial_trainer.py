@@ -26,23 +26,23 @@ metric that judges every model on the test split. Lower is better.
 from __future__ import annotations
 
 import sys
-import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from tqdm import tqdm
 
 from core.errors import DGMError, TrainingDiverged
-from core.run_dir import BEST, CHECKPOINT, METRICS, MetricsLog, atomic_torch_save, load_checkpoint
+from core.run_dir import CHECKPOINT, METRICS, MetricsLog, load_checkpoint
 from core.seeding import rng_state, set_rng_state
 from data.dataset import Dataset
 from inference.adversarial_losses import adversarial_loss, gradient_penalty
 from inference.train_config import TrainConfig
-from inference.trainer import VAL_SEED, TrainState, make_scheduler
+from inference.epoch_loop import EpochLoop, TrainState
+from inference.trainer import VAL_SEED, make_scheduler
 
 
-class AdversarialTrainer:
+class AdversarialTrainer(EpochLoop):
     """Train the GAN ``model`` (generator + discriminator) on ``dataset``, writing into ``run_dir``.
 
     ``reference`` is an ``evaluation.sample_quality.FeatureReference`` of validation images (None:
@@ -168,35 +168,6 @@ class AdversarialTrainer:
         scores = self.reference.score(samples, seed=VAL_SEED, bootstrap=0, kid=False, device=self.device)
         return {"val_fd": scores["fd"], "val_class_entropy": scores["class_entropy"]}
 
-    # ---- the loop ----------------------------------------------------------------------------
-    def fit(self, on_epoch_end: Callable[[int, dict[str, Any]], None] | None = None) -> TrainState:
-        """Train until ``epochs``; best.pt at the lowest ``val_fd`` (every epoch when there is no validation)."""
-        cfg = self.config
-        while self.state.epoch < cfg.epochs:
-            epoch = self.state.epoch + 1
-            start = time.perf_counter()
-            row: dict[str, Any] = {"epoch": epoch}
-            losses = self.train_epoch(epoch)
-            row.update({"step": self.state.step, **losses})
-            row.update(self.validate())
-            row["seconds"] = time.perf_counter() - start
-            self.state.epoch = epoch
-            value = -row["val_fd"] if "val_fd" in row else float(epoch)  # higher is better, as in TrainState
-            if value > self.state.best_val:
-                self.state.best_val, self.state.best_epoch, self.state.bad_epochs = value, epoch, 0
-            else:
-                self.state.bad_epochs += 1
-            self.metrics.append(row)
-            state = self.checkpoint()
-            if self.state.best_epoch == epoch:
-                atomic_torch_save(state, self.run_dir / BEST)
-            atomic_torch_save(state, self.run_dir / CHECKPOINT)
-            print("  ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()),
-                  flush=True)
-            if on_epoch_end is not None:
-                on_epoch_end(epoch, row)
-            if cfg.patience and self.state.bad_epochs >= cfg.patience:
-                print(f"early stopping: no lower val_fd for {cfg.patience} epochs (best epoch "
-                      f"{self.state.best_epoch})", flush=True)
-                break
-        return self.state
+    def objective_of(self, row: dict[str, Any]) -> float:
+        """Higher is better: minus the validation Fréchet distance (the latest epoch when there is none)."""
+        return -row["val_fd"] if "val_fd" in row else float(row["epoch"])

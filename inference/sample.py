@@ -1,7 +1,6 @@
 """``python -m inference.sample RUN_DIR -n 64 --out FILE.png [--mean] [--seed S] [--temperature T]``: a grid of samples."""
 from __future__ import annotations
 
-import argparse
 import inspect
 from pathlib import Path
 

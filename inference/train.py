@@ -8,9 +8,6 @@ and ``--data-dir`` may change; any other differing option is refused).
 from __future__ import annotations
 
 import argparse
-import math
-import os
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -105,7 +102,6 @@ def prepare_run_dir(args: argparse.Namespace, train: TrainConfig) -> Path:
 def main(argv: list[str] | None = None) -> int:
     from data import load_dataset
     from evaluation.evaluate import evaluate_run
-    from core.load_run import LoadedRun
     from inference.figures import TrainingFigures
     from inference.trainer import Trainer
     from models.registry import model_spec

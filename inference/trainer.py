@@ -9,10 +9,7 @@ reproduces an uninterrupted one exactly.
 """
 from __future__ import annotations
 
-import math
 import sys
-import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -20,22 +17,14 @@ import torch
 from tqdm import tqdm
 
 from core.errors import TrainingDiverged
-from core.run_dir import BEST, CHECKPOINT, METRICS, MetricsLog, atomic_torch_save, load_checkpoint
+from core.run_dir import CHECKPOINT, METRICS, MetricsLog, load_checkpoint
 from core.seeding import rng_state, set_rng_state
 from data.dataset import Dataset
 from evaluation.units import bits_per_dim
+from inference.epoch_loop import EpochLoop, TrainState
 from inference.train_config import TrainConfig
 
 VAL_SEED = 12345  # validation noise is the same every epoch, so epochs compare fairly
-
-
-@dataclass
-class TrainState:
-    epoch: int = 0
-    step: int = 0
-    best_val: float = -math.inf
-    best_epoch: int = 0
-    bad_epochs: int = 0
 
 
 def make_scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig) -> torch.optim.lr_scheduler.LRScheduler:
@@ -75,7 +64,7 @@ def first_nonfinite_module(model: torch.nn.Module, run: Callable[[], Any]) -> st
     return "no layer output was non-finite (the likelihood or KL term overflowed)"
 
 
-class Trainer:
+class Trainer(EpochLoop):
     """Train ``model`` on ``dataset`` with ``objective``, writing into ``run_dir``."""
 
     def __init__(self, model: Any, objective: Any, config: TrainConfig, dataset: Dataset, run_dir: Path,
@@ -120,8 +109,8 @@ class Trainer:
     def _loss(self, x: torch.Tensor) -> torch.Tensor:
         return self.objective.differentiable_loss(self.model.model, self.model.guide, x) / x.shape[0]
 
-    def train_epoch(self, epoch: int) -> float:
-        """One pass over the shuffled training data; returns the mean loss per example (nats)."""
+    def train_epoch(self, epoch: int) -> dict[str, float]:
+        """One pass over the shuffled training data: ``train_loss``, the mean loss per example (nats)."""
         cfg = self.config
         x_all = self.dataset.train_epoch(epoch, cfg.seed).to(self.device)
         order = torch.randperm(x_all.shape[0], generator=torch.Generator().manual_seed(cfg.seed * 1000003 + epoch))
@@ -146,7 +135,7 @@ class Trainer:
             self.state.step += 1
             total += loss.detach().to(torch.float64) * x.shape[0]
         self.scheduler.step()
-        return float(total) / x_all.shape[0]
+        return {"train_loss": float(total) / x_all.shape[0]}
 
     def _diverged(self, loss: torch.Tensor, x: torch.Tensor, rng_before: torch.Tensor, epoch: int) -> None:
         def rerun() -> None:
@@ -185,34 +174,3 @@ class Trainer:
 
     def objective_of(self, row: dict[str, float]) -> float:
         return row["val_elbo"] if "val_elbo" in row else row["val_log_likelihood"]
-
-    # ---- the loop ----------------------------------------------------------------------------
-    def fit(self, on_epoch_end: Callable[[int, dict[str, Any]], None] | None = None) -> TrainState:
-        cfg = self.config
-        while self.state.epoch < cfg.epochs:
-            epoch = self.state.epoch + 1
-            start = time.perf_counter()
-            train_loss = self.train_epoch(epoch)
-            row: dict[str, Any] = {"epoch": epoch, "step": self.state.step, "train_loss": train_loss}
-            row.update(self.validate())
-            row["seconds"] = time.perf_counter() - start
-            self.state.epoch = epoch
-            value = self.objective_of(row)
-            if value > self.state.best_val:
-                self.state.best_val, self.state.best_epoch, self.state.bad_epochs = value, epoch, 0
-            else:
-                self.state.bad_epochs += 1
-            self.metrics.append(row)
-            state = self.checkpoint()
-            if self.state.best_epoch == epoch:
-                atomic_torch_save(state, self.run_dir / BEST)
-            atomic_torch_save(state, self.run_dir / CHECKPOINT)
-            summary = "  ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items())
-            print(summary, flush=True)
-            if on_epoch_end is not None:
-                on_epoch_end(epoch, row)
-            if cfg.patience and self.state.bad_epochs >= cfg.patience:
-                print(f"early stopping: no better validation objective for {cfg.patience} epochs "
-                      f"(best epoch {self.state.best_epoch})", flush=True)
-                break
-        return self.state

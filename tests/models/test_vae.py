@@ -1,7 +1,6 @@
 """The VAE: shapes for every architecture and data set, likelihood heads, sampling, active units."""
 from __future__ import annotations
 
-import pyro
 import pyro.poutine as poutine
 import pytest
 import torch

@@ -1,0 +1,85 @@
+"""The epoch loop shared by every trainer (SVI and adversarial): bookkeeping, checkpoints, stopping.
+
+A trainer subclasses :class:`EpochLoop` and supplies ``train_epoch(epoch) -> {"train_loss": ...,
+...}``, ``validate() -> {"val_...": ...}``, ``objective_of(row)`` (the validation objective, higher
+is better) and ``checkpoint() -> dict``. Each epoch then appends one row to ``metrics.csv``, writes
+``best.pt`` when the objective improves and ``checkpoint.pt`` always (atomically, in that order,
+so a run killed at any point resumes from a consistent state), and stops early after
+``config.patience`` epochs without improvement.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from core.run_dir import BEST, CHECKPOINT, MetricsLog, atomic_torch_save
+
+
+@dataclass
+class TrainState:
+    """Where training stands; saved in every checkpoint."""
+
+    epoch: int = 0
+    step: int = 0
+    best_val: float = -math.inf
+    best_epoch: int = 0
+    bad_epochs: int = 0
+
+
+class EpochLoop:
+    """Shared ``fit``: subclasses set ``config``, ``run_dir``, ``metrics`` and ``state`` and the hooks."""
+
+    config: Any
+    run_dir: Path
+    metrics: MetricsLog
+    state: TrainState
+
+    def train_epoch(self, epoch: int) -> dict[str, float]:
+        raise NotImplementedError
+
+    def validate(self) -> dict[str, float]:
+        raise NotImplementedError
+
+    def objective_of(self, row: dict[str, Any]) -> float:
+        raise NotImplementedError
+
+    def checkpoint(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def end_epoch(self, epoch: int, row: dict[str, Any]) -> None:
+        """Track the best objective, then write metrics, ``best.pt`` and ``checkpoint.pt``."""
+        self.state.epoch = epoch
+        value = self.objective_of(row)
+        if value > self.state.best_val:
+            self.state.best_val, self.state.best_epoch, self.state.bad_epochs = value, epoch, 0
+        else:
+            self.state.bad_epochs += 1
+        self.metrics.append(row)
+        state = self.checkpoint()
+        if self.state.best_epoch == epoch:
+            atomic_torch_save(state, self.run_dir / BEST)
+        atomic_torch_save(state, self.run_dir / CHECKPOINT)
+
+    def fit(self, on_epoch_end: Callable[[int, dict[str, Any]], None] | None = None) -> TrainState:
+        """Train until ``config.epochs`` (or early stopping); returns the final state."""
+        while self.state.epoch < self.config.epochs:
+            epoch = self.state.epoch + 1
+            start = time.perf_counter()
+            row: dict[str, Any] = {"epoch": epoch}
+            losses = self.train_epoch(epoch)
+            row.update({"step": self.state.step, **losses})
+            row.update(self.validate())
+            row["seconds"] = time.perf_counter() - start
+            self.end_epoch(epoch, row)
+            print("  ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()),
+                  flush=True)
+            if on_epoch_end is not None:
+                on_epoch_end(epoch, row)
+            if self.config.patience and self.state.bad_epochs >= self.config.patience:
+                print(f"early stopping: the validation objective did not improve for {self.config.patience} "
+                      f"epochs (best epoch {self.state.best_epoch})", flush=True)
+                break
+        return self.state
