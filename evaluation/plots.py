@@ -64,3 +64,92 @@ def manifold_latents(steps: int = 20, low: float = 0.05, high: float = 0.95) -> 
     z = torch.distributions.Normal(0.0, 1.0).icdf(u)
     zy, zx = torch.meshgrid(z.flip(0), z, indexing="ij")
     return torch.stack([zx, zy], dim=-1).reshape(-1, 2).float()
+
+
+# ---- evaluation figures (python -m evaluation.compare, notebooks) -------------------------------------------
+ESTIMATOR_STYLE = {
+    "naive_monte_carlo": ("naive Monte Carlo (prior)", "tab:red", "v"),
+    "elbo": ("ELBO", "tab:blue", "s"),
+    "importance_sampled": ("importance sampled (IWAE)", "tab:green", "o"),
+    "exact": ("exact", "black", None),
+}
+
+
+def _panels(n: int, width: float = 4.2, height: float = 3.4) -> tuple[plt.Figure, list[plt.Axes]]:
+    cols = min(n, 3)
+    rows = int(math.ceil(n / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(width * cols, height * rows), squeeze=False)
+    flat = list(axes.ravel())
+    for ax in flat[n:]:
+        ax.axis("off")
+    return fig, flat[:n]
+
+
+def save_estimates_vs_k(panels: dict[str, dict[str, list[tuple[int, float, float]]]], path: Path,
+                        ylabel: str = "NLL (nats per example)") -> None:
+    """One panel per run: estimate against K (log axis) per estimator, with +-1 standard error bars.
+
+    ``panels[title][estimator] = [(K, value, se), ...]``; the ``exact`` estimator is drawn as a line.
+    """
+    fig, axes = _panels(len(panels))
+    for ax, (title, series) in zip(axes, panels.items()):
+        for name, points in series.items():
+            label, colour, marker = ESTIMATOR_STYLE.get(name, (name, None, "o"))
+            points = sorted(points)
+            if name == "exact":
+                ax.axhline(points[0][1], color=colour, ls="--", lw=1, label=label)
+                continue
+            ks, values, ses = zip(*points)
+            ax.errorbar(ks, values, yerr=ses, color=colour, marker=marker, ms=4, capsize=2, label=label)
+        ax.set_xscale("log")
+        values = [v for points in series.values() for _, v, _ in points]
+        if values and min(values) > 0 and max(values) / min(values) > 2:
+            ax.set_yscale("log")  # naive MC at small K is far above the rest: keep the others readable
+        ax.set_xlabel("K (samples per example)")
+        ax.set_ylabel(ylabel)
+        ax.set_title(title, fontsize=9)
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def save_khat_histograms(panels: dict[str, dict[str, Sequence[float]]], path: Path, clip: float = 2.0) -> None:
+    """One panel per run: histogram of per-example Pareto k-hat per estimator; 0.5 and 0.7 marked.
+    Values above ``clip`` (naive MC reaches k-hat ~ 30) are counted in the last bin."""
+    fig, axes = _panels(len(panels))
+    bins = [-0.5 + i * (clip + 0.5) / 50 for i in range(51)]
+    for ax, (title, series) in zip(axes, panels.items()):
+        for name, values in series.items():
+            label, colour, _ = ESTIMATOR_STYLE.get(name.split(" ")[0], (name, None, None))
+            kept = [min(max(v, -0.5), clip) for v in values if not math.isnan(v)]
+            above = sum(v > 0.7 for v in kept)
+            ax.hist(kept, bins=bins, alpha=0.6, color=colour,
+                    label=f"{name}: {above}/{len(kept)} above 0.7")
+        for level, style in ((0.5, ":"), (0.7, "--")):
+            ax.axvline(level, color="grey", ls=style, lw=1)
+        ax.set_xlabel(f"Pareto k-hat (> 0.7: unreliable; > {clip:g} shown at {clip:g})")
+        ax.set_ylabel("examples")
+        ax.set_title(title, fontsize=9)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def save_gap_histograms(panels: dict[str, Sequence[float]], path: Path) -> None:
+    """One panel per run: histogram over examples of the gap IS - ELBO (nats) at the same K."""
+    fig, axes = _panels(len(panels))
+    for ax, (title, gaps) in zip(axes, panels.items()):
+        gaps = [g for g in gaps if math.isfinite(g)]
+        ax.hist(gaps, bins=30, color="tab:purple", alpha=0.8)
+        mean = sum(gaps) / max(len(gaps), 1)
+        ax.axvline(mean, color="black", ls="--", lw=1, label=f"mean {mean:.2f} nats")
+        ax.set_xlabel("IS - ELBO per example (nats)")
+        ax.set_ylabel("examples")
+        ax.set_title(title, fontsize=9)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

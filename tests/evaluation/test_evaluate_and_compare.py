@@ -1,0 +1,142 @@
+"""``python -m evaluation.evaluate`` and ``python -m evaluation.compare`` on tiny trained runs: the files of
+the conventions, properties that hold per example, merging, pairing, and the report; the demo's quick mode."""
+from __future__ import annotations
+
+import csv
+import json
+import math
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from core.errors import run_cli
+from evaluation.compare import main as compare_main
+from evaluation.evaluate import main as evaluate_main
+from inference.train import main as train_main
+from tests.conftest import cli
+
+KS = ["1", "10", "100"]
+
+
+def _train(out: Path, *options: str) -> Path:
+    with pytest.raises(SystemExit) as info:
+        run_cli(train_main, [*options, "--dataset", "binarized_digits", "--epochs", "1", "--out", str(out)])
+    assert info.value.code == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A tiny VAE and a PPCA on binarized digits, both evaluated on the first 40 test images at K = 1, 10, 100."""
+    root = tmp_path_factory.mktemp("eval_runs")
+    out = {"vae": _train(root / "vae", "vae", "--hidden", "16", "--latent-dim", "2"),
+           "ppca": _train(root / "ppca", "ppca", "--latent-dim", "2", "--lr", "1e-2")}
+    for run in out.values():
+        with pytest.raises(SystemExit) as info:
+            run_cli(evaluate_main, [str(run), "--num-samples", *KS, "--limit", "40"])
+        assert info.value.code == 0
+    return out
+
+
+def _rows(run: Path) -> list[dict[str, str]]:
+    return list(csv.DictReader((run / "eval_test_examples.csv").open()))
+
+
+def test_eval_json_follows_the_conventions(runs):
+    result = json.loads((runs["vae"] / "eval_test.json").read_text())
+    assert result["schema_version"] == 1 and result["split"] == "test" and result["n_examples"] == 40
+    assert set(result["estimators"]) == {"naive_monte_carlo", "elbo", "importance_sampled"}
+    for name, by_k in result["estimators"].items():
+        assert list(by_k) == KS
+        for k, entry in by_k.items():
+            assert entry["nll"] == pytest.approx(-entry["log_likelihood"])
+            assert entry["bpd"] == pytest.approx(entry["nll"] / (64 * math.log(2)))
+            assert entry["se"] > 0 and entry["seconds"] >= 0
+            assert ("khat" in entry) == (int(k) >= 100 and name != "elbo")
+    assert 0 <= result["estimators"]["importance_sampled"]["100"]["khat"]["frac_above_0.7"] <= 1
+    ppca = json.loads((runs["ppca"] / "eval_test.json").read_text())
+    assert "exact" not in ppca["estimators"]  # dequantized images: no closed form
+
+
+def test_examples_csv_and_per_example_properties(runs):
+    rows = _rows(runs["vae"])
+    assert list(rows[0]) == ["example_id", "estimator", "K", "log_likelihood", "khat", "ess"]
+    frame = pd.DataFrame(rows).astype({"example_id": int, "K": int, "log_likelihood": float})
+    assert len(frame) == 3 * len(KS) * 40
+    wide = frame.pivot_table(index=["example_id", "K"], columns="estimator", values="log_likelihood")
+    # ELBO and IS at one K share their samples: log-mean-exp >= mean (Jensen) per example, equal at K = 1
+    assert (wide["importance_sampled"] >= wide["elbo"] - 1e-9).all()
+    k1 = wide.xs(1, level="K")
+    assert (k1["importance_sampled"] - k1["elbo"]).abs().max() < 1e-12
+    khat = frame[(frame.K == 100) & (frame.estimator == "importance_sampled")]["khat"].astype(float)
+    ess = frame[(frame.K == 100) & (frame.estimator == "importance_sampled")]["ess"].astype(float)
+    assert khat.notna().all() and ((ess >= 1 - 1e-9) & (ess <= 100 + 1e-9)).all()
+
+
+def test_evaluations_merge_and_restart_on_other_examples(runs, tmp_path, capsys):
+    run = tmp_path / "vae"
+    shutil.copytree(runs["vae"], run)
+    code, out, err = cli(evaluate_main, [run, "--num-samples", "3", "--limit", "40", "--estimators", "elbo"], capsys)
+    assert code == 0, err
+    result = json.loads((run / "eval_test.json").read_text())
+    assert list(result["estimators"]["elbo"]) == KS + ["3"]  # merged
+    assert len(_rows(run)) == 3 * len(KS) * 40 + 40
+    code, _, err = cli(evaluate_main, [run, "--num-samples", "2", "--every", "25", "--estimators", "elbo"], capsys)
+    assert code == 0, err
+    result = json.loads((run / "eval_test.json").read_text())
+    assert result["n_examples"] == 10 and list(result["estimators"]) == ["elbo"]  # other examples: afresh
+    assert [int(r["example_id"]) for r in _rows(run)] == list(range(0, 250, 25))  # indices into the split
+
+
+def test_compare_writes_report_tables_and_figures(runs, tmp_path, capsys):
+    code, out, err = cli(compare_main, [runs["vae"], runs["ppca"], "--out", tmp_path / "cmp"], capsys)
+    assert code == 0, err
+    report = (tmp_path / "cmp" / "report.md").read_text()
+    assert "| run | model | dataset | N | estimator | K | NLL (nats) | SE | bits/dim | k-hat mean |" in report
+    for name in ("estimate_vs_k.png", "khat.png", "elbo_is_gap.png", "summary.csv", "differences.csv"):
+        assert (tmp_path / "cmp" / name).stat().st_size > 0, name
+        if name.endswith(".png"):
+            assert f"]({name})" in report
+    summary = pd.read_csv(tmp_path / "cmp" / "summary.csv")
+    assert len(summary) == 2 * 3 * len(KS)
+    differences = pd.read_csv(tmp_path / "cmp" / "differences.csv")
+    assert len(differences) == 1
+    row = differences.iloc[0]
+    assert row["estimate A"] == row["estimate B"] == "importance_sampled K=100"
+    assert row["95% low"] <= row["NLL(A) - NLL(B)"] <= row["95% high"]
+    # the paired mean is the difference of the two runs' mean NLLs on the same 40 examples
+    nll = {r: json.loads((runs[r] / "eval_test.json").read_text())["estimators"]["importance_sampled"]["100"]["nll"]
+           for r in runs}
+    assert row["NLL(A) - NLL(B)"] == pytest.approx(nll["vae"] - nll["ppca"], abs=1e-9)
+
+
+def test_compare_refuses_to_pair_runs_on_other_examples(runs, tmp_path, capsys):
+    other = tmp_path / "vae_other"
+    shutil.copytree(runs["vae"], other)
+    code, _, err = cli(evaluate_main, [other, "--num-samples", "100", "--limit", "30"], capsys)
+    assert code == 0, err
+    code, _, err = cli(compare_main, [runs["ppca"], other, "--out", tmp_path / "cmp"], capsys)
+    assert code == 0, err
+    report = (tmp_path / "cmp" / "report.md").read_text()
+    assert "not compared: ppca vs vae_other: evaluated on different examples (40 vs 30)" in report
+
+
+def test_compare_refuses_an_unevaluated_run(runs, tmp_path, capsys):
+    bare = tmp_path / "bare"
+    shutil.copytree(runs["vae"], bare)
+    for f in bare.glob("eval_*"):
+        f.unlink()
+    code, _, err = cli(compare_main, [bare, "--out", tmp_path / "cmp"], capsys)
+    assert code == 2 and err.count("\n") == 1 and "has no eval_test.json" in err and "evaluation.evaluate" in err
+
+
+def test_demo_quick_ends_with_the_comparison_report(tmp_path, capsys):
+    from evaluation.demo import main as demo_main
+
+    code, out, err = cli(demo_main, ["--out", tmp_path / "demo", "--quick"], capsys)
+    assert code == 0, err
+    report = (tmp_path / "demo" / "compare" / "report.md").read_text()
+    assert "| vae | vae | digits |" in report and "| ppca | ppca | digits |" in report
+    assert "Differences between runs" in report and "| vae | ppca |" in report
