@@ -20,5 +20,8 @@ demo: install
 test: install
 	$(PY) -m pytest
 
+notebooks: install
+	$(PY) -m notebooks.run
+
 clean:
 	rm -rf $(VENV) runs .pytest_cache

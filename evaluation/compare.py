@@ -225,6 +225,7 @@ def write_report(evaluations: list[RunEvaluation], out: Path, num_resamples: int
         lines.append("No two runs were evaluated on the same examples." if len(evaluations) > 1
                      else "One run: nothing to compare.")
     lines += [f"- not compared: {s}" for s in skipped]
+    lines += sample_quality_section(evaluations)
     lines += ["", "## Figures", ""]
     for name, caption in figures:
         lines += [f"![{caption}]({name})", "", f"*{caption}.*", ""]
@@ -238,6 +239,30 @@ def write_report(evaluations: list[RunEvaluation], out: Path, num_resamples: int
     path = out / "report.md"
     atomic_write_text(path, "\n".join(lines))
     return path
+
+
+def sample_quality_section(evaluations: list[RunEvaluation]) -> list[str]:
+    """Markdown lines: FD, KID and class statistics of each run's samples (``sample_quality_<split>.json``,
+    written by ``evaluation.sample_quality``) with the floor of real training images per representation."""
+    from evaluation.sample_quality import TABLE_HEADER, table_row
+
+    rows, floors = [], {}
+    for ev in evaluations:
+        path = ev.run_dir / f"sample_quality_{ev.split}.json"
+        if not path.is_file():
+            continue
+        result = json.loads(path.read_text())
+        rows.append(table_row(f"{ev.name} samples", result["dataset"], result["samples"]))
+        if "floor" in result:
+            floors.setdefault((result["dataset"], result["representation"]), result["floor"])
+    if not rows:
+        return []
+    floor_rows = [table_row(f"floor: real train images ({rep})", ds, metrics) for (ds, rep), metrics in floors.items()]
+    return ["", "## Sample quality", "",
+            "Fréchet distance (FD, ± bootstrap SE) and kernel distance (KID, ± block SE) between the model's samples "
+            "and the test images in the project classifier's feature space, and the samples' class histogram "
+            "(entropy; total variation to the test histogram). The floor row is real training images in the same "
+            "representation: judge a model by its distance above it.", "", TABLE_HEADER, *rows, *floor_rows]
 
 
 def _hardware(hw: dict[str, Any]) -> str:

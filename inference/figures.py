@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import time
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ from evaluation.plots import save_curves, save_image_grid
 from inference.train_config import TrainConfig
 
 SAMPLE_SEED = 2024  # the same noise at every stage, so grids compare
+CURVES_EVERY_S = 30.0  # redraw curves.png at most this often: a redraw costs more than a small model's epoch
 
 
 class TrainingFigures:
@@ -20,6 +22,7 @@ class TrainingFigures:
 
     def __init__(self, model: Any, spec: DatasetSpec, run_dir: Path, config: TrainConfig, n: int = 64):
         self.model, self.spec, self.run_dir, self.config, self.n = model, spec, Path(run_dir), config, n
+        self._curves_drawn_at = -math.inf
 
     def samples(self, epoch: int) -> None:
         device = next(self.model.parameters()).device
@@ -48,7 +51,9 @@ class TrainingFigures:
             save_curves(epochs, series, "bits/dim", self.run_dir / "curves.png", "bits/dim per epoch")
 
     def on_epoch_end(self, epoch: int, row: dict[str, Any]) -> None:
-        self.curves()
+        if time.monotonic() - self._curves_drawn_at >= CURVES_EVERY_S:
+            self.curves()
+            self._curves_drawn_at = time.monotonic()
         if epoch == math.ceil(self.config.epochs / 2) and epoch != self.config.epochs:
             self.samples(epoch)
 

@@ -6,12 +6,20 @@ Generative story, for each image in ``pyro.plate("data", N)``::
     x ~ p(x | f_theta(z))               Bernoulli for binary data, categorical over levels otherwise
 
 Guide: ``z ~ N(mu_phi(x), diag sigma_phi(x)^2)`` with sigma = softplus(.) + 1e-4.
+
+Flows (``models.vae_flows``): ``--posterior-flow NAME --flow-length L`` pushes the guide's Gaussian
+sample through L amortised flow layers whose parameters come from ``--flow-context`` extra encoder
+outputs h(x); ``--prior-flow NAME --prior-flow-length L`` replaces N(0, I) by a learned flow prior.
+The KL term is then the Monte-Carlo log q(z | x) - log p(z) of the same sample.
+
+``--preset burda``: Burda et al. (2016)'s one-stochastic-layer architecture for MNIST, 784-200-200-50
+with tanh (encoder and decoder), where ``--latent-dim``, ``--hidden`` and ``--activation`` are not given.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Optional
 
 import pyro
 import pyro.distributions as dist
@@ -24,26 +32,76 @@ from models.base import GenerativeModel
 from models.likelihoods import likelihood
 from models.networks import Activation, ConvDecoder, ConvEncoder, MLPDecoder, MLPEncoder
 from models.registry import register_model
+from models.vae_flows import check_flow_options, flow_posterior, flow_prior, posterior_layers, prior_layers
+
+PosteriorFlow = Literal["none", "planar", "iaf", "householder", "sylvester_orthogonal", "sylvester_householder",
+                        "sylvester_triangular", "realnvp"]
+PriorFlow = Literal["none", "realnvp", "maf"]
+
+#: architecture presets: values for the options left unset (None) on the command line
+PRESETS: dict[str, dict[str, Any]] = {
+    "none": {"latent_dim": 20, "hidden": (500, 500), "activation": "relu"},
+    # Burda, Grosse & Salakhutdinov (2016), MNIST, one stochastic layer: 784-200-200-50, tanh
+    "burda": {"latent_dim": 50, "hidden": (200, 200), "activation": "tanh"},
+}
 
 
 @dataclass
 class VAEConfig:
     """Options of ``python -m inference.train vae``."""
 
-    latent_dim: int = field(default=20, metadata={"help": "latent dimensions L (2 draws the manifold)"})
-    hidden: tuple[int, ...] = field(default=(500, 500), metadata={"help": "hidden layer sizes of the encoder "
-                                                                           "(the decoder mirrors them)"})
-    activation: Activation = field(default="relu", metadata={"help": "hidden activation"})
+    preset: Literal["none", "burda"] = field(default="none", metadata={
+        "help": "architecture preset for the options below left unset: none (20 latents, 500-500, relu) or "
+                "burda (Burda et al. 2016, one stochastic layer: 50 latents, 200-200, tanh)"})
+    latent_dim: Optional[int] = field(default=None, metadata={
+        "help": "latent dimensions L (2 draws the manifold); unset: 20, or the preset's"})
+    hidden: Optional[tuple[int, ...]] = field(default=None, metadata={
+        "help": "hidden layer sizes of the encoder (the decoder mirrors them); unset: 500 500, or the preset's"})
+    activation: Optional[Activation] = field(default=None, metadata={
+        "help": "hidden activation; unset: relu, or the preset's"})
     arch: Literal["mlp", "conv"] = field(default="mlp", metadata={"help": "MLP or convolutional networks"})
     likelihood: Literal["auto", "bernoulli", "categorical"] = field(
         default="auto", metadata={"help": "pixel likelihood; auto: Bernoulli for binary data, else categorical"})
     objective: Literal["elbo", "iwae"] = field(default="elbo", metadata={
-        "help": "training objective: ELBO (analytic KL) or the K-sample importance-weighted bound"})
+        "help": "training objective: ELBO (analytic KL where both q and p are Gaussian, else Monte Carlo) "
+                "or the K-sample importance-weighted bound"})
     num_particles: int = field(default=1, metadata={"help": "samples per example (K for iwae)"})
     kl_warmup_epochs: float = field(default=0.0, metadata={
         "help": "linearly raise the KL weight from 0 to 1 over this many epochs (ELBO only)"})
+    posterior_flow: PosteriorFlow = field(default="none", metadata={
+        "help": "flow on the guide's Gaussian, its parameters from the encoder (amortised): planar, iaf, "
+                "householder, sylvester_orthogonal/householder/triangular, realnvp; none: Gaussian q"})
+    flow_length: int = field(default=4, metadata={
+        "help": "layers of the posterior flow (reflections for householder); 0 is the Gaussian guide"})
+    flow_context: int = field(default=64, metadata={
+        "help": "encoder features h(x) that set the posterior flow's parameters"})
+    flow_hidden: tuple[int, ...] = field(default=(256,), metadata={
+        "help": "hidden sizes of the flow networks (IAF/MAF MADEs, RealNVP conditioners; a MADE needs >= L units)"})
+    prior_flow: PriorFlow = field(default="none", metadata={
+        "help": "learned flow prior p(z) = g # N(0, I): realnvp (affine couplings) or maf; none: N(0, I)"})
+    prior_flow_length: int = field(default=4, metadata={"help": "layers of the prior flow"})
+    sylvester_columns: Optional[int] = field(default=None, metadata={
+        "help": "columns M <= L of Q in orthogonal Sylvester layers (unset: L)"})
+    sylvester_reflections: int = field(default=8, metadata={
+        "help": "Householder reflections making Q in each sylvester_householder layer"})
+
+    def __post_init__(self) -> None:
+        """Fill the options left unset from the preset (an unknown preset is left for ``validate``)."""
+        for name, value in PRESETS.get(self.preset, PRESETS["none"]).items():
+            if getattr(self, name) is None:
+                setattr(self, name, value)
+
+    @property
+    def has_posterior_flow(self) -> bool:
+        return self.posterior_flow != "none" and self.flow_length > 0
+
+    @property
+    def has_prior_flow(self) -> bool:
+        return self.prior_flow != "none" and self.prior_flow_length > 0
 
     def validate(self) -> None:
+        if self.preset not in PRESETS:
+            raise DGMError(f"unknown --preset {self.preset!r}; choose one of {', '.join(PRESETS)}")
         if self.latent_dim < 1:
             raise DGMError(f"--latent-dim must be at least 1, got {self.latent_dim}")
         if self.num_particles < 1:
@@ -54,6 +112,14 @@ class VAEConfig:
             raise DGMError("--kl-warmup-epochs must be >= 0")
         if self.objective == "iwae" and self.kl_warmup_epochs:
             raise DGMError("--kl-warmup-epochs applies to the ELBO objective only")
+        check_flow_options(self.posterior_flow, self.flow_length, self.latent_dim, self.flow_hidden, prior=False,
+                           context=self.flow_context)
+        check_flow_options(self.prior_flow, self.prior_flow_length, self.latent_dim, self.flow_hidden, prior=True)
+        if self.sylvester_columns is not None and not 1 <= self.sylvester_columns <= self.latent_dim:
+            raise DGMError(f"--sylvester-columns must lie in 1..{self.latent_dim} (the latent dimensions), "
+                           f"got {self.sylvester_columns}")
+        if self.sylvester_reflections < 1:
+            raise DGMError(f"--sylvester-reflections must be at least 1, got {self.sylvester_reflections}")
 
 
 class VAE(GenerativeModel):
@@ -66,23 +132,45 @@ class VAE(GenerativeModel):
         channels, height, width = spec.shape
         out_shape = (channels * self.head.params_per_pixel(spec.levels), height, width)
         encoder_cls, decoder_cls = (MLPEncoder, MLPDecoder) if config.arch == "mlp" else (ConvEncoder, ConvDecoder)
-        self.encoder = encoder_cls(spec.shape, config.hidden, 2 * config.latent_dim, config.activation)
-        self.decoder = decoder_cls(config.latent_dim, config.hidden, out_shape, config.activation)
+        latent = config.latent_dim
+        #: features h(x) the encoder adds for the posterior flow's parameters (none without a flow)
+        self.context_dim = config.flow_context if config.has_posterior_flow else 0
+        self.encoder = encoder_cls(spec.shape, config.hidden, 2 * latent + self.context_dim, config.activation)
+        self.decoder = decoder_cls(latent, config.hidden, out_shape, config.activation)
+        flow_options = {"sylvester_columns": config.sylvester_columns,
+                        "sylvester_reflections": config.sylvester_reflections}
+        self.posterior_flow = posterior_layers(config.posterior_flow, config.flow_length, latent, self.context_dim,
+                                               config.flow_hidden, config.activation, **flow_options)
+        self.prior_flow = prior_layers(config.prior_flow, config.prior_flow_length, latent, config.flow_hidden,
+                                       config.activation)
 
     @property
     def latent_dim(self) -> int:
         return self.config.latent_dim
 
+    def encoder_outputs(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, C, H, W) -> the encoder's raw outputs (N, 2 L + context): everything q(z | x) depends on."""
+        return self.encoder(x / (self.spec.levels - 1))
+
+    def split_outputs(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Raw outputs (..., 2 L + context) -> loc (..., L), scale = softplus(.) + 1e-4 (..., L), context."""
+        latent = self.latent_dim
+        loc, raw_scale, context = h.split([latent, latent, self.context_dim], dim=-1)
+        return loc, F.softplus(raw_scale) + 1e-4, context
+
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(N, C, H, W) -> loc, scale of q(z | x), each (N, L); inputs scaled to [0, 1]."""
-        h = self.encoder(x / (self.spec.levels - 1))
-        loc, raw_scale = h.chunk(2, dim=-1)
-        return loc, F.softplus(raw_scale) + 1e-4
+        """(N, C, H, W) -> loc, scale of the guide's Gaussian q_0(z_0 | x), each (N, L); inputs scaled to [0, 1]."""
+        loc, scale, _ = self.split_outputs(self.encoder_outputs(x))
+        return loc, scale
+
+    def posterior(self, h: torch.Tensor) -> dist.TorchDistribution:
+        """q(z | x) from the encoder's raw outputs h (N, 2 L + context): the Gaussian, through the flow if any."""
+        return flow_posterior(*self.split_outputs(h), self.posterior_flow)
 
     def prior(self, like: torch.Tensor) -> dist.TorchDistribution:
-        """p(z) = N(0, I_L) with event shape (L,)."""
+        """p(z) with event shape (L,): N(0, I_L), or the flow prior g # N(0, I_L)."""
         zeros = like.new_zeros(self.latent_dim)
-        return dist.Normal(zeros, torch.ones_like(zeros)).to_event(1)
+        return flow_prior(dist.Normal(zeros, torch.ones_like(zeros)).to_event(1), self.prior_flow)
 
     def observation(self, z: torch.Tensor) -> dist.TorchDistribution:
         """p(x | z) with event shape (C, H, W)."""
@@ -95,8 +183,7 @@ class VAE(GenerativeModel):
 
     def guide(self, x: torch.Tensor) -> None:
         with pyro.plate("data", x.shape[0]):
-            loc, scale = self.encode(x)
-            pyro.sample("z", dist.Normal(loc, scale).to_event(1))
+            pyro.sample("z", self.posterior(self.encoder_outputs(x)))
 
     @torch.no_grad()
     def decode_mean(self, z: torch.Tensor) -> torch.Tensor:
@@ -105,9 +192,17 @@ class VAE(GenerativeModel):
 
     @torch.no_grad()
     def sample(self, n: int, *, mean: bool = False) -> torch.Tensor:
-        device = next(self.parameters()).device
-        z = torch.randn(n, self.latent_dim, device=device)
+        like = next(self.parameters())
+        z = torch.randn(n, self.latent_dim, device=like.device, dtype=like.dtype)
+        if len(self.prior_flow):
+            z = self.prior_flow_forward(z)
         return self.decode_mean(z) if mean else self.observation(z).sample()
+
+    def prior_flow_forward(self, eps: torch.Tensor) -> torch.Tensor:
+        """z = g(eps): base draws (..., L) through the prior flow (the identity without one)."""
+        for layer in self.prior_flow:
+            eps = layer(eps)
+        return eps
 
     def objective(self) -> Any:
         """ELBO with ``num_particles`` samples (vectorised), or the IWAE bound with K = ``num_particles``."""
@@ -121,13 +216,15 @@ class VAE(GenerativeModel):
                                     max_plate_nesting=self.max_plate_nesting)
 
     def final_figures(self, run_dir: Path) -> None:
-        """For a 2-D latent space: decoder means on a grid of z placed by the inverse normal CDF."""
+        """For a 2-D latent space: decoder means on a grid of z placed by the inverse normal CDF (then
+        through the prior flow, if any: quantiles of the base distribution mapped by g)."""
         if self.latent_dim != 2:
             return
         from evaluation.plots import manifold_latents, save_image_grid
 
         steps = 20
-        z = manifold_latents(steps).to(next(self.parameters()).device)
+        with torch.no_grad():
+            z = self.prior_flow_forward(manifold_latents(steps).to(next(self.parameters()).device))
         save_image_grid(self.decode_mean(z), self.spec.levels, run_dir / "manifold.png",
                         title="decoder means on a 2-D latent grid", nrow=steps)
 

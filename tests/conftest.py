@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,8 @@ ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = ROOT.parent / "shared" / "data"
 
 os.environ["DGM_OFFLINE"] = "1"  # tests never touch the network
+# feature classifiers are trained once per test session, never read from (or written to) the user's cache
+os.environ["DGM_CLASSIFIER_DIR"] = tempfile.mkdtemp(prefix="dgm-classifiers-")
 os.environ.setdefault("MPLBACKEND", "Agg")
 if SHARED_DATA.is_dir() and "DGM_DATA_DIR" not in os.environ:
     os.environ["DGM_DATA_DIR"] = str(SHARED_DATA)

@@ -4,10 +4,14 @@ flow density model (``models.flows.density``, registered as ``flow``).
 Importing this package fills :data:`TRANSFORMS` (each family file registers its transforms).
 Directions follow Pyro: ``_call`` base -> data, ``_inverse`` data -> base.
 """
+from models.flows.amortized_householder import AmortizedHouseholder  # registers amortized_householder
+from models.flows.amortized_planar import AmortizedPlanar  # registers amortized_planar
+from models.flows.amortized_sylvester import AmortizedSylvester  # registers amortized_sylvester_*
 from models.flows.autoregressive import AffineAutoregressive, ConditionalAffineAutoregressive
 from models.flows.base import FlowTransform, NoClosedFormInverse
 from models.flows.coupling import AdditiveCoupling, AffineCoupling, ConditionalAffineCoupling
 from models.flows.householder import Householder
+from models.flows import dequantization, multiscale  # noqa: F401  (register the image transforms of flows II)
 from models.flows.linear import ElementwiseAffine, LULinear
 from models.flows.made import MADE
 from models.flows.permutation import Permute

@@ -2,16 +2,27 @@
 
 Generative story, for each image in ``pyro.plate("data", N)`` (D = C*H*W, L levels)::
 
-    z ~ N(0, I_D)                               base (``dist.Normal``), temperature T scales it
+    z ~ N(0, I)                                 base (``dist.Normal``), temperature T scales it
     y = Rescale(L) . Logit(alpha) . f_K . ... . f_1 (z)        our transforms, base -> data
-    u ~ U[0, 1)^D                               dequantization noise (latent site "u")
+    u ~ U[0, 1)^(C, H, W)                       dequantization noise (latent site "u")
     observe x + u = y                           site "x", p(y) by the change of variables
 
-Guide: u ~ U[0, 1)^D. The ELBO is then E_u[log p(x + u)] (log q(u) = log p(u) = 0), the uniform
-dequantization lower bound on the discrete log P(x); ``importance_sampled`` with K draws of u
-rises to log P(x). Both are in nats of the discrete data on the integer scale, so bits/dim need no
-correction (``models.flows.preprocessing`` accounts for the logit and rescaling Jacobians). The
-shared trainer minimises -E_u log p(x + u): maximum likelihood of the dequantized data, with
+The base and the flow live on flattened images (D,) for the vector architectures (realnvp_mlp,
+maf, nice) and on images (C, H, W) for the multi-scale ones (realnvp, glow:
+``models.flows.multiscale``); the noise u is an image either way.
+
+Guide, ``--dequantization``:
+
+* ``uniform``: u ~ U[0, 1)^D. The ELBO is then E_u[log p(x + u)] (log q(u) = log p(u) = 0), the
+  uniform-dequantization lower bound on the discrete log P(x); ``importance_sampled`` with K draws
+  of u rises to log P(x).
+* ``variational``: u ~ q(u | x), a conditional flow (``models.flows.dequantization``, Flow++) trained
+  jointly with p through the same ELBO E_q[log p(x + u) - log q(u | x)], a tighter bound;
+  ``importance_sampled`` with K draws from q is Flow++'s importance-sampled log P(x).
+
+All values are in nats of the discrete data on the integer scale, so bits/dim need no correction
+(``models.flows.preprocessing`` accounts for the logit and rescaling Jacobians). The shared trainer
+minimises the negative ELBO (with uniform noise: maximum likelihood of the dequantized data), with
 ``val_elbo`` / ``val_bpd`` the validation bound. Dequantization is a latent site (as in
 ``models.ppca``), so that every estimator's name says what it computes.
 """
@@ -32,6 +43,8 @@ from data.specs import DatasetSpec
 from models.base import GenerativeModel
 from models.flows.architectures import build_architecture
 from models.flows.base import FlowTransform
+from models.flows.dequantization import VariationalDequantization
+from models.flows.multiscale import IMAGE_ARCHITECTURES
 from models.flows.preprocessing import preprocessing
 from models.networks import Activation
 from models.registry import register_model
@@ -41,15 +54,35 @@ from models.registry import register_model
 class FlowConfig:
     """Options of ``python -m inference.train flow``."""
 
-    arch: Literal["realnvp_mlp", "maf", "nice"] = field(default="realnvp_mlp", metadata={
+    arch: Literal["realnvp_mlp", "maf", "nice", "realnvp", "glow"] = field(default="realnvp_mlp", metadata={
         "help": "realnvp_mlp: affine couplings with MLP conditioners; maf: masked autoregressive layers; "
-                "nice: additive couplings and a scaling layer"})
-    num_layers: int = field(default=8, metadata={"help": "coupling or autoregressive layers"})
+                "nice: additive couplings and a scaling layer (these three on flattened images); "
+                "realnvp: multi-scale RealNVP with residual-CNN couplings; glow: multi-scale Glow "
+                "(actnorm, invertible 1x1 convolutions, couplings)"})
+    num_layers: int = field(default=8, metadata={"help": "coupling or autoregressive layers (realnvp_mlp, maf, "
+                                                         "nice)"})
     hidden: tuple[int, ...] = field(default=(1024, 1024), metadata={
-        "help": "hidden layer sizes of each conditioner (MLP or MADE; a MADE needs at least D-1 units)"})
+        "help": "hidden layer sizes of each conditioner (MLP or MADE; a MADE needs at least D-1 units) "
+                "(realnvp_mlp, maf, nice)"})
     mask: Literal["checkerboard", "halves"] = field(default="checkerboard", metadata={
-        "help": "coupling masks, alternating with their complement: checkerboard on the image, or halves"})
-    activation: Activation = field(default="relu", metadata={"help": "hidden activation of the conditioners"})
+        "help": "coupling masks, alternating with their complement: checkerboard on the image, or halves "
+                "(realnvp_mlp, nice)"})
+    activation: Activation = field(default="relu", metadata={"help": "hidden activation of the MLP conditioners"})
+    levels: int = field(default=2, metadata={
+        "help": "scales of realnvp / glow: realnvp squeezes levels-1 times, glow levels times (28x28: realnvp "
+                "up to 3, glow up to 2)"})
+    steps: int = field(default=4, metadata={
+        "help": "per scale: realnvp couplings per stage (steps checkerboard, steps channel; steps+1 at the "
+                "last scale), glow steps per level"})
+    channels: int = field(default=64, metadata={"help": "hidden channels of the residual-CNN conditioners "
+                                                        "(realnvp, glow)"})
+    blocks: int = field(default=2, metadata={"help": "residual blocks per CNN conditioner (realnvp, glow; 0: "
+                                                     "conv-relu-conv)"})
+    dequantization: Literal["uniform", "variational"] = field(default="uniform", metadata={
+        "help": "noise u of y = x + u: uniform U[0,1) or variational, a learned conditional flow q(u|x) (Flow++)"})
+    dequant_steps: int = field(default=4, metadata={"help": "couplings of the variational dequantizer"})
+    dequant_channels: int = field(default=32, metadata={"help": "hidden channels of the dequantizer's CNNs"})
+    dequant_blocks: int = field(default=1, metadata={"help": "residual blocks per CNN of the dequantizer"})
     log_scale_bound: Literal["soft", "clamp"] = field(default="soft", metadata={
         "help": "how log-scales are kept in [min, max]: soft (scaled tanh) or clamp (Pyro's)"})
     log_scale_min: float = field(default=-5.0, metadata={"help": "lower bound of the affine log-scales"})
@@ -71,6 +104,17 @@ class FlowConfig:
             raise DGMError(f"--logit-alpha must lie in (0, 0.5), got {self.logit_alpha}")
         if not self.temperature > 0:
             raise DGMError(f"--temperature must be positive, got {self.temperature}")
+        for name in ("levels", "steps", "channels", "dequant_steps", "dequant_channels"):
+            if getattr(self, name) < 1:
+                raise DGMError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
+        for name in ("blocks", "dequant_blocks"):
+            if getattr(self, name) < 0:
+                raise DGMError(f"--{name.replace('_', '-')} must be at least 0, got {getattr(self, name)}")
+
+    @property
+    def image(self) -> bool:
+        """Whether the architecture works on (C, H, W) images rather than flattened vectors."""
+        return self.arch in IMAGE_ARCHITECTURES
 
 
 class FlowDensity(GenerativeModel):
@@ -79,19 +123,50 @@ class FlowDensity(GenerativeModel):
     def __init__(self, config: FlowConfig, spec: DatasetSpec):
         super().__init__(spec)
         self.config = config
-        self.flow = nn.ModuleList(build_architecture(config, spec.shape))
+        shape = tuple(spec.shape)
+        #: event shape of the base and the flow: (C, H, W) for multi-scale flows, (D,) otherwise
+        self.event_shape = shape if config.image else (spec.dim,)
+        layers = IMAGE_ARCHITECTURES[config.arch](config, shape) if config.image else build_architecture(config, shape)
+        self.flow = nn.ModuleList(layers)
         self.data_transforms = nn.ModuleList(preprocessing(spec.levels, config.logit_alpha if config.logit else None))
-        self.register_buffer("base_loc", torch.zeros(spec.dim))
-        self.register_buffer("base_scale", torch.ones(spec.dim))
+        self.register_buffer("base_loc", torch.zeros(self.event_shape))
+        self.register_buffer("base_scale", torch.ones(self.event_shape))
+        self.dequantizer = VariationalDequantization(
+            shape, shape[0], config.dequant_steps, config.dequant_channels, config.dequant_blocks,
+            log_scale_min=config.log_scale_min, log_scale_max=config.log_scale_max,
+            bound=config.log_scale_bound) if config.dequantization == "variational" else None
 
     def transforms(self) -> list[FlowTransform]:
         """Every transform, base -> data: the flow layers, then Logit and Rescale."""
         return [*self.flow, *self.data_transforms]
 
+    def to_event(self, images: torch.Tensor) -> torch.Tensor:
+        """Images (..., C, H, W) in the flow's event layout: flattened (..., D) for vector architectures."""
+        return images if self.config.image else images.flatten(-3)
+
+    def from_event(self, values: torch.Tensor) -> torch.Tensor:
+        """The inverse of :meth:`to_event`: (..., C, H, W)."""
+        return values if self.config.image else values.unflatten(-1, tuple(self.spec.shape))
+
     def distribution(self, temperature: float = 1.0) -> dist.TransformedDistribution:
-        """p(y) over flattened images y (..., D) on the data scale; base N(0, T^2 I)."""
-        base = dist.Normal(self.base_loc, temperature * self.base_scale, validate_args=False).to_event(1)
+        """p(y) over images y in the event layout (:meth:`to_event`) on the data scale; base N(0, T^2 I)."""
+        base = dist.Normal(self.base_loc, temperature * self.base_scale, validate_args=False)
+        base = base.to_event(len(self.event_shape))
         return dist.TransformedDistribution(base, self.transforms(), validate_args=False)
+
+    def encode(self, y: torch.Tensor) -> torch.Tensor:
+        """z = f^-1(y): continuous images y (N, C, H, W) on the data scale -> base values (N, *event_shape)."""
+        v = self.to_event(y)
+        for t in reversed(self.transforms()):
+            v = t.inv(v)
+        return v
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """y = f(z): base values (N, *event_shape) -> continuous images (N, C, H, W) on the data scale."""
+        v = z
+        for t in self.transforms():
+            v = t(v)
+        return self.from_event(v)
 
     def log_density(self, y: torch.Tensor) -> torch.Tensor:
         """log p(y) in nats, (N,), of continuous images y (N, C, H, W) with values in [0, L)."""
@@ -101,22 +176,30 @@ class FlowDensity(GenerativeModel):
         if y.numel() and (y.min() < 0 or y.max() >= self.spec.levels):
             raise DGMError(f"dequantized values must lie in [0, {self.spec.levels}); got [{y.min().item():g}, "
                            f"{y.max().item():g}]")
-        return self.distribution().log_prob(y.flatten(1))
+        return self.distribution().log_prob(self.to_event(y))
 
-    def _dequantization(self, flat: torch.Tensor) -> dist.TorchDistribution:
-        return dist.Uniform(torch.zeros_like(flat), torch.ones_like(flat)).to_event(1)
+    def _uniform_noise(self, x: torch.Tensor) -> dist.TorchDistribution:
+        """U[0, 1)^(C, H, W) per image: the prior of u (and the uniform guide)."""
+        return dist.Uniform(torch.zeros_like(x), torch.ones_like(x)).to_event(3)
+
+    def dequantization_distribution(self, x: torch.Tensor) -> dist.TorchDistribution:
+        """q(u | x) of images x (N, C, H, W): uniform, or the variational dequantizer's flow of N(0, I)."""
+        if self.dequantizer is None:
+            return self._uniform_noise(x)
+        context = x / max(self.spec.levels - 1, 1) - 0.5  # the discrete image, centred on the unit scale
+        base = dist.Normal(torch.zeros_like(x), torch.ones_like(x), validate_args=False).to_event(3)
+        return dist.TransformedDistribution(base, [self.dequantizer.condition(context)], validate_args=False)
 
     def model(self, x: torch.Tensor) -> None:
         self.check_data(x)
-        flat = x.flatten(1)
         with pyro.plate("data", x.shape[0]):
-            u = pyro.sample("u", self._dequantization(flat))
-            pyro.sample("x", self.distribution(), obs=flat + u)
+            u = pyro.sample("u", self._uniform_noise(x))
+            pyro.sample("x", self.distribution(), obs=self.to_event(x + u))
 
     def guide(self, x: torch.Tensor) -> None:
-        """q(u | x) = U[0, 1)^D: uniform dequantization."""
+        """q(u | x): U[0, 1)^D (uniform dequantization) or the learned conditional flow (variational)."""
         with pyro.plate("data", x.shape[0]):
-            pyro.sample("u", self._dequantization(x.flatten(1)))
+            pyro.sample("u", self.dequantization_distribution(x))
 
     @torch.no_grad()
     def sample(self, n: int, *, mean: bool = False, temperature: float | None = None) -> torch.Tensor:
@@ -127,15 +210,22 @@ class FlowDensity(GenerativeModel):
         temperature = self.config.temperature if temperature is None else temperature
         if not temperature > 0:
             raise DGMError(f"the sampling temperature must be positive, got {temperature}")
-        y = self.distribution(temperature).sample((n,)).reshape(n, *self.spec.shape)
+        y = self.from_event(self.distribution(temperature).sample((n,)))
+        return self.quantize(y, mean)
+
+    def quantize(self, y: torch.Tensor, mean: bool = False) -> torch.Tensor:
+        """Continuous images y on the data scale -> floor(y) (or y - 1/2 when ``mean``) clamped to the levels."""
         return (y - 0.5 if mean else y.floor()).clamp(0, self.spec.levels - 1)
 
     def final_figures(self, run_dir: Path) -> None:
         """``bpd_curves.png``: train and validation bits/dim per epoch (of the discrete data: the
-        dequantization bound -ELBO / (D ln 2), the training objective and ``val_bpd``)."""
+        dequantization bound -ELBO / (D ln 2), the training objective and ``val_bpd``);
+        ``samples_temperatures.png`` and ``interpolation.png`` (``models.flows.flow_figures``)."""
         from core.run_dir import METRICS, MetricsLog
         from evaluation.plots import save_curves
+        from models.flows.flow_figures import save_flow_figures
 
+        save_flow_figures(self, Path(run_dir))
         rows = MetricsLog(Path(run_dir) / METRICS).rows()
         if not rows:
             return
@@ -146,8 +236,8 @@ class FlowDensity(GenerativeModel):
                     Path(run_dir) / "bpd_curves.png", f"flow on {self.spec.name}: bits/dim per epoch")
 
 
-@register_model("flow", FlowConfig, description="normalizing flow (RealNVP, MAF, NICE) of uniformly dequantized "
-                "images, trained by maximum likelihood")
+@register_model("flow", FlowConfig, description="normalizing flow (RealNVP, MAF, NICE; multi-scale RealNVP and "
+                "Glow) of dequantized images (uniform or variational), trained by maximum likelihood")
 def build_flow(config: FlowConfig, spec: DatasetSpec) -> FlowDensity:
     """Build a :class:`FlowDensity` for data set ``spec``."""
     return FlowDensity(config, spec)

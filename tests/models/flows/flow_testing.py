@@ -10,9 +10,22 @@ from models.flows.registry import TransformSpec
 CONTEXT_DIM = 3
 
 
+#: images: 4 channels (a squeeze's output, an unsqueeze's input) on a 4x4 grid (squeezable): D = 64
+IMAGE_SHAPE = (4, 4, 4)
+
+
 def event_shape(spec: TransformSpec, dim: int = 6) -> tuple[int, ...]:
     """A small event of the transform's kind: (D,) for vectors, (C, H, W) for images."""
-    return (max(dim, spec.min_dim),) if spec.event == "vector" else (2, 4, 4)
+    return (max(dim, spec.min_dim),) if spec.event == "vector" else IMAGE_SHAPE
+
+
+def context_for(spec: TransformSpec, shape: tuple[int, ...], batch: tuple[int, ...] = (), seed: int | None = None,
+                requires_grad: bool = False) -> torch.Tensor:
+    """A random context: (*batch, CONTEXT_DIM) for vector transforms, a (*batch, CONTEXT_DIM, H, W) map on
+    the grid of the images for image transforms."""
+    tail = (CONTEXT_DIM,) if spec.event == "vector" else (CONTEXT_DIM, *shape[-2:])
+    generator = None if seed is None else torch.Generator().manual_seed(seed)
+    return torch.randn(*batch, *tail, dtype=torch.float64, generator=generator).requires_grad_(requires_grad)
 
 
 def build(spec: TransformSpec, shape: tuple[int, ...], seed: int = 0, context: torch.Tensor | None = None):
@@ -21,7 +34,7 @@ def build(spec: TransformSpec, shape: tuple[int, ...], seed: int = 0, context: t
     if not spec.conditional:
         return module, module
     if context is None:
-        context = torch.randn(CONTEXT_DIM, dtype=torch.float64, generator=torch.Generator().manual_seed(seed + 1))
+        context = context_for(spec, shape, seed=seed + 1)
     return module, module.condition(context)
 
 

@@ -175,7 +175,7 @@ def test_scoring_data_with_a_flow_without_inverse_is_refused():
     (["--temperature", "0"], "temperature"),
     (["--num-layers", "0"], "num-layers"),
     (["--log-scale-min", "1"], "log-scale-min"),
-    (["--arch", "glow"], "invalid choice"),
+    (["--arch", "pixelflow"], "invalid choice"),
 ])
 def test_bad_options_are_one_line_errors(options, message, tmp_path: Path, capsys):
     code, _, err = cli(train_main, ["flow", *options, "--epochs", "1", "--out", tmp_path / "run"], capsys)

@@ -1,0 +1,277 @@
+"""VAEs with flow posteriors and flow priors: log q(z|x) against an independent change of variables, the
+identity flow against the plain VAE, gradients through the flow parameters, ELBO and IWAE objectives,
+the Burda preset, and one-line errors for bad options."""
+from __future__ import annotations
+
+import math
+from typing import get_args
+
+import pyro.poutine as poutine
+import pytest
+import torch
+
+from core.errors import DGMError
+from data.specs import DATASETS
+from inference.elbo import AnalyticKLTrace_ELBO
+from inference.importance import log_weights
+from inference.iwae import IWAE_ELBO
+from models.flows.amortized_householder import _HouseholderMap
+from models.flows.amortized_planar import _PlanarMap
+from models.flows.amortized_sylvester import _SylvesterMap
+from models.flows.autoregressive import AffineAutoregressive
+from models.flows.coupling import AffineCoupling
+from models.flows.registry import randomize_
+from models.vae import PRESETS, VAE, PosteriorFlow, PriorFlow, VAEConfig
+from models.vae_flows import POSTERIOR_FLOWS, PRIOR_FLOWS
+
+SPEC = DATASETS["binarized_digits"]
+LATENT = 3
+FLOWS = [name for name in POSTERIOR_FLOWS if name != "none"]
+#: flows whose zero parameters are the identity map (a planar layer's u_hat constraint and a reflection never are)
+IDENTITY_AT_ZERO = ["iaf", "realnvp", "sylvester_orthogonal", "sylvester_householder", "sylvester_triangular"]
+
+
+def small_config(**options) -> VAEConfig:
+    base = {"latent_dim": LATENT, "hidden": (16,), "flow_context": 4, "flow_hidden": (8,), "flow_length": 2,
+            "sylvester_reflections": 2}
+    config = VAEConfig(**{**base, **options})
+    config.validate()
+    return config
+
+
+def flow_vae(name: str, seed: int = 0, prior: str = "none", randomize: bool = True) -> VAE:
+    """A small float64 VAE whose flows have random, non-identity parameters."""
+    torch.manual_seed(seed)
+    vae = VAE(small_config(posterior_flow=name, prior_flow=prior), SPEC).double()
+    if randomize:
+        for layers in (vae.posterior_flow, vae.prior_flow):
+            randomize_(layers, torch.Generator().manual_seed(seed + 1), 0.3)
+    return vae
+
+
+def batch(n: int = 4, seed: int = 1) -> torch.Tensor:
+    return torch.bernoulli(torch.full((n, *SPEC.shape), 0.3, dtype=torch.float64),
+                           generator=torch.Generator().manual_seed(seed))
+
+
+def test_the_option_lists_match_the_config_types() -> None:
+    assert POSTERIOR_FLOWS == get_args(PosteriorFlow) and PRIOR_FLOWS == get_args(PriorFlow)
+
+
+@pytest.mark.parametrize("name", FLOWS)
+def test_log_q_is_the_change_of_variables_of_the_drawn_sample(name: str, monkeypatch) -> None:
+    """log q(z|x) from the sampling pass = log N(z_0; mu, sigma) - log|det dz/dz_0| by autograd, without inverses."""
+    vae, x = flow_vae(name), batch()
+    h = vae.encoder_outputs(x)
+    q = vae.posterior(h)
+    torch.manual_seed(3)
+    z = q.rsample()
+    for cls in (_PlanarMap, _SylvesterMap, _HouseholderMap, AffineAutoregressive, AffineCoupling):
+        monkeypatch.setattr(cls, "_inverse", lambda self, y: pytest.fail("an inverse was computed"))
+    log_q = q.log_prob(z)
+    monkeypatch.undo()
+
+    loc, scale, context = vae.split_outputs(h)
+    torch.manual_seed(3)  # the same base draw, by hand
+    z0 = (loc + scale * torch.randn_like(loc)).detach()
+    maps = [layer.condition(context) for layer in vae.posterior_flow]
+
+    def flow(v: torch.Tensor, i: int) -> torch.Tensor:  # z_0 -> z_L of example i with the plain _call methods
+        out = v
+        for t in maps:
+            out = t._call(out.expand(x.shape[0], LATENT))[i]
+        return out
+
+    for i in range(x.shape[0]):
+        zi = flow(z0[i], i)
+        torch.testing.assert_close(zi, z[i].detach(), rtol=1e-10, atol=1e-10)
+        jac = torch.autograd.functional.jacobian(lambda v: flow(v, i), z0[i])
+        base = torch.distributions.Normal(loc[i], scale[i]).log_prob(z0[i]).sum()
+        expected = base - torch.linalg.slogdet(jac)[1]
+        torch.testing.assert_close(log_q[i].detach(), expected.detach(), rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize("name", FLOWS)
+def test_the_guide_trace_scores_z_with_the_flow_density(name: str) -> None:
+    """The log q(z|x) in Pyro's trace (what the ELBO, IWAE and estimators read) is the flow's, not the Gaussian's."""
+    vae, x = flow_vae(name), batch()
+    trace = poutine.trace(vae.guide).get_trace(x)
+    trace.compute_log_prob()
+    site = trace.nodes["z"]
+    loc, scale, _ = vae.split_outputs(vae.encoder_outputs(x))
+    flow_density = site["fn"].log_prob(site["value"])
+    torch.testing.assert_close(site["log_prob"], flow_density)
+    gaussian = torch.distributions.Normal(loc, scale).log_prob(site["value"]).sum(-1)
+    assert not torch.allclose(site["log_prob"], gaussian)  # the flow changed the density
+
+
+@pytest.mark.parametrize("name", FLOWS)
+def test_flow_length_zero_is_the_plain_vae(name: str) -> None:
+    torch.manual_seed(0)
+    plain = VAE(small_config(), SPEC).double()
+    zero = VAE(small_config(posterior_flow=name, flow_length=0), SPEC).double()
+    zero.load_state_dict(plain.state_dict())  # the same parameters, nothing more
+    x = batch()
+    values = []
+    for vae in (plain, zero):
+        torch.manual_seed(7)
+        values.append(AnalyticKLTrace_ELBO().differentiable_loss(vae.model, vae.guide, x))
+    torch.testing.assert_close(values[0], values[1], rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("name", IDENTITY_AT_ZERO)
+def test_a_zeroed_flow_reproduces_the_plain_vaes_log_weights_and_elbo(name: str) -> None:
+    """With the flow's parameters zeroed the flow is the identity: the same z and log q as the Gaussian guide."""
+    torch.manual_seed(0)
+    plain = VAE(small_config(), SPEC).double()
+    flowed = flow_vae(name, randomize=False)
+    flowed.decoder.load_state_dict(plain.decoder.state_dict())
+    with torch.no_grad():
+        for p in flowed.posterior_flow.parameters():
+            p.zero_()
+        if name == "sylvester_householder":  # R = R~ = 0 makes the identity whatever Q is; Q needs v_k != 0
+            for layer in flowed.posterior_flow:
+                layer.head.bias[-layer._sizes()[-1]:] = 1.0
+        last, plain_last = flowed.encoder.net[-1], plain.encoder.net[-1]
+        last.weight[: 2 * LATENT] = plain_last.weight
+        last.bias[: 2 * LATENT] = plain_last.bias
+        for a, b in zip(flowed.encoder.net[:-1].parameters(), plain.encoder.net[:-1].parameters()):
+            a.copy_(b)
+    x = batch()
+    weights = []
+    for vae in (plain, flowed):
+        torch.manual_seed(11)
+        weights.append(log_weights(vae.model, vae.guide, x, 64))
+    torch.testing.assert_close(weights[0], weights[1], rtol=1e-12, atol=1e-10)
+    # the flow guide's Monte-Carlo KL averages to the plain guide's analytic KL
+    many = AnalyticKLTrace_ELBO(num_particles=4000, vectorize_particles=True, max_plate_nesting=1)
+    analytic = AnalyticKLTrace_ELBO(num_particles=4000, vectorize_particles=True, max_plate_nesting=1)
+    many.loss(flowed.model, flowed.guide, x)
+    analytic.loss(plain.model, plain.guide, x)
+    kl_mc, kl_exact = float(many.components["kl"]), float(analytic.components["kl"])
+    assert kl_mc == pytest.approx(kl_exact, abs=0.1 * math.sqrt(x.shape[0] * LATENT))
+
+
+@pytest.mark.parametrize("name", FLOWS)
+def test_gradients_reach_the_encoder_through_the_flow_parameters(name: str) -> None:
+    """The encoder's context outputs act on the loss only through the flow's parameters: they must get gradients."""
+    vae, x = flow_vae(name), batch()
+    torch.manual_seed(2)
+    AnalyticKLTrace_ELBO().differentiable_loss(vae.model, vae.guide, x).backward()
+    for pname, p in vae.posterior_flow.named_parameters():
+        assert p.grad is not None and torch.isfinite(p.grad).all(), pname
+    last = vae.encoder.net[-1]
+    context_rows = last.weight.grad[2 * LATENT:]
+    assert context_rows.shape[0] == vae.context_dim == 4
+    assert torch.isfinite(context_rows).all() and context_rows.abs().sum() > 0
+    assert last.bias.grad[2 * LATENT:].abs().sum() > 0
+
+
+@pytest.mark.parametrize("prior", ["realnvp", "maf"])
+def test_a_flow_prior_scores_z_by_the_change_of_variables(prior: str) -> None:
+    vae = flow_vae("none", prior=prior)
+    z = torch.randn(5, LATENT, dtype=torch.float64)
+    log_p = vae.prior(z).log_prob(z)
+
+    def inverse(v: torch.Tensor) -> torch.Tensor:  # data -> base through the plain _inverse methods
+        for layer in reversed(vae.prior_flow):
+            v = layer._inverse(v)
+        return v
+
+    for i in range(5):
+        eps = inverse(z[i])
+        jac = torch.autograd.functional.jacobian(inverse, z[i])
+        expected = torch.distributions.Normal(0.0, 1.0).log_prob(eps).sum() + torch.linalg.slogdet(jac)[1]
+        torch.testing.assert_close(log_p[i], expected, rtol=1e-9, atol=1e-9)
+    # sampling goes base -> z through the same flow
+    torch.manual_seed(4)
+    samples = vae.sample(3)
+    assert samples.shape == (3, *SPEC.shape)
+
+
+def test_kl_is_monte_carlo_with_a_flow_and_analytic_without() -> None:
+    x = batch()
+    for vae, analytic in ((flow_vae("none"), True), (flow_vae("planar"), False), (flow_vae("none", prior="maf"), False)):
+        objective = AnalyticKLTrace_ELBO()
+        torch.manual_seed(5)
+        objective.loss(vae.model, vae.guide, x)
+        torch.manual_seed(5)
+        guide = poutine.trace(vae.guide).get_trace(x)
+        model = poutine.trace(poutine.replay(vae.model, trace=guide)).get_trace(x)
+        mc = float((guide.log_prob_sum() - model.log_prob_sum(lambda name, site: name == "z")).detach())
+        assert (abs(float(objective.components["kl"]) - mc) > 1e-6) == analytic
+
+
+@pytest.mark.parametrize("name", ["planar", "iaf"])
+def test_iwae_with_one_sample_is_the_monte_carlo_elbo(name: str) -> None:
+    vae, x = flow_vae(name, prior="realnvp"), batch()
+    torch.manual_seed(9)
+    elbo = AnalyticKLTrace_ELBO().loss(vae.model, vae.guide, x)
+    torch.manual_seed(9)
+    iwae = IWAE_ELBO(num_particles=1).loss(vae.model, vae.guide, x)
+    assert iwae == pytest.approx(elbo, rel=1e-10)
+    bound_5 = IWAE_ELBO(num_particles=5000).per_example_bound(vae.model, vae.guide, x)
+    bound_1 = torch.stack([IWAE_ELBO(num_particles=1).per_example_bound(vae.model, vae.guide, x)
+                           for _ in range(200)]).mean(0)
+    assert (bound_5 > bound_1).all()  # L_K rises with K
+
+
+@pytest.mark.parametrize("objective", ["elbo", "iwae"])
+def test_training_a_flow_vae_lowers_the_loss(objective: str) -> None:
+    torch.manual_seed(0)
+    config = small_config(posterior_flow="iaf", prior_flow="realnvp", objective=objective,
+                          num_particles=1 if objective == "elbo" else 4)
+    vae = VAE(config, SPEC)
+    loss_fn = vae.objective()
+    opt = torch.optim.Adam(vae.parameters(), 1e-2)
+    x = batch(32).float()
+    losses = []
+    for _ in range(40):
+        opt.zero_grad()
+        loss = loss_fn.differentiable_loss(vae.model, vae.guide, x) / x.shape[0]
+        loss.backward()
+        opt.step()
+        losses.append(float(loss))
+    assert sum(losses[-5:]) / 5 < sum(losses[:5]) / 5 - 1.0
+
+
+def test_burda_preset_and_explicit_options() -> None:
+    config = VAEConfig(preset="burda")
+    assert (config.latent_dim, config.hidden, config.activation) == (50, (200, 200), "tanh")
+    vae = VAE(config, DATASETS["binarized_mnist"])
+    sizes = [(m.in_features, m.out_features) for m in vae.encoder.net if isinstance(m, torch.nn.Linear)]
+    assert sizes == [(784, 200), (200, 200), (200, 100)]
+    assert isinstance(vae.encoder.net[1], torch.nn.Tanh)
+    assert VAEConfig(preset="burda", latent_dim=20).latent_dim == 20  # an explicit option wins, even the default
+    assert VAEConfig().latent_dim == PRESETS["none"]["latent_dim"] == 20
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"posterior_flow": "bogus"}, "unknown --posterior-flow 'bogus'"),
+    ({"prior_flow": "glow"}, "unknown --prior-flow 'glow'"),
+    ({"posterior_flow": "planar", "flow_length": -1}, "--flow-length must be a non-negative integer"),
+    ({"prior_flow": "maf", "prior_flow_length": -2}, "--prior-flow-length must be a non-negative"),
+    ({"posterior_flow": "iaf", "flow_hidden": (2,)}, "need at least 3 units"),
+    ({"posterior_flow": "realnvp", "latent_dim": 1}, "at least 2 latent dimensions"),
+    ({"posterior_flow": "planar", "flow_context": 0}, "--flow-context must be at least 1"),
+    ({"posterior_flow": "sylvester_orthogonal", "sylvester_columns": 9}, "--sylvester-columns must lie in 1..3"),
+    ({"preset": "kingma"}, "unknown --preset"),
+])
+def test_bad_options_give_one_line_errors(options: dict, message: str) -> None:
+    with pytest.raises(DGMError, match=message) as info:
+        small_config(**options)
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--posterior-flow", "bogus"], "invalid choice: 'bogus'"),
+    (["--posterior-flow", "planar", "--flow-length", "-1"], "--flow-length must be a non-negative integer, got -1"),
+    (["--prior-flow", "nope"], "invalid choice: 'nope'"),
+])
+def test_the_command_line_refuses_bad_flow_options_in_one_line(argv, message, capsys, tmp_path) -> None:
+    from inference.train import main
+    from tests.conftest import cli
+
+    code, _, err = cli(main, ["vae", "--dataset", "binarized_digits", *argv, "--out", tmp_path / "run"], capsys)
+    assert code == 2 and message in err and err.strip().count("\n") == 0
+    assert not (tmp_path / "run").exists()
