@@ -15,3 +15,12 @@ def resolve_device(name: str) -> torch.device:
     if name not in ("cpu", "cuda"):
         raise DGMError(f"unknown device {name!r}; use auto, cpu or cuda")
     return torch.device(name)
+
+
+def set_threads(threads: int | None) -> None:
+    """``--threads N``: torch's CPU threads (None keeps torch's choice); N < 1 is a one-line error."""
+    if threads is None:
+        return
+    if threads < 1:
+        raise DGMError(f"--threads must be at least 1, got {threads}")
+    torch.set_num_threads(threads)

@@ -37,6 +37,7 @@ import pyro
 import torch
 
 from core.config import OneLineErrorParser
+from core.device import set_threads
 from core.errors import DGMError, run_cli
 from core.load_run import LoadedRun, load_run
 from core.run_dir import atomic_write_text, provenance, write_json
@@ -206,10 +207,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     args = parser.parse_args(argv)
-    if args.threads is not None:
-        if args.threads < 1:
-            raise DGMError(f"--threads must be at least 1, got {args.threads}")
-        torch.set_num_threads(args.threads)
+    set_threads(args.threads)
     rows, csv_lines = [], ["run,example_id," + ",".join(("elbo_amortized", "is_amortized", "elbo_local", "is_local",
                                                          "log_px") + GAPS)]
     for run_dir in args.run_dirs:

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from core.config import OneLineErrorParser
-from core.device import resolve_device
+from core.device import resolve_device, set_threads
 from core.errors import DGMError, run_cli
 from core.load_run import LoadedRun, load_run
 from core.run_dir import SCHEMA_VERSION, atomic_write_text, provenance, write_json
@@ -234,10 +234,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--checkpoint", default="best", choices=["best", "last"])
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     args = parser.parse_args(argv)
-    if args.threads is not None:
-        if args.threads < 1:
-            raise DGMError(f"--threads must be at least 1, got {args.threads}")
-        torch.set_num_threads(args.threads)
+    set_threads(args.threads)
     device = resolve_device(args.device)
     run = load_run(args.run_dir, which=args.checkpoint, device=device)
     evaluate_run(run, args.split, args.estimators, args.num_samples, args.limit, args.chunk_size, args.seed, device,

@@ -231,7 +231,7 @@ def test_training_a_flow_vae_lowers_the_loss(objective: str) -> None:
         loss = loss_fn.differentiable_loss(vae.model, vae.guide, x) / x.shape[0]
         loss.backward()
         opt.step()
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
     assert sum(losses[-5:]) / 5 < sum(losses[:5]) / 5 - 1.0
 
 
