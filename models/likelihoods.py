@@ -25,6 +25,9 @@ class Likelihood:
     accepts: Callable[[DatasetSpec], bool]
     distribution: Callable[[torch.Tensor, DatasetSpec], dist.TorchDistribution]
     mean: Callable[[torch.Tensor, DatasetSpec], torch.Tensor]
+    #: True for a continuous density of the dequantized value x + u on the integer scale (the story
+    #: then carries the noise site u of ``models.dequantized``); False for a distribution over levels
+    dequantized: bool = False
 
     def check(self, spec: DatasetSpec) -> None:
         """Refuse a data set this head cannot represent, naming those it accepts."""
@@ -64,13 +67,14 @@ LIKELIHOODS: dict[str, Likelihood] = {
 }
 
 
-def likelihood(name: str, spec: DatasetSpec) -> Likelihood:
-    """The head called ``name`` (``auto``: Bernoulli for binary data, else categorical), checked against ``spec``."""
+def likelihood(name: str, spec: DatasetSpec, *, mixture_components: int = 5) -> Likelihood:
+    """The head called ``name`` (``auto``: Bernoulli for binary data, else categorical), checked against
+    ``spec``; ``mixture_components`` is M of the logistic mixture."""
     if name == "auto":
         name = "bernoulli" if spec.binary else "categorical"
     if name not in LIKELIHOODS:
         raise DGMError(f"unknown likelihood {name!r}; choose one of auto, {', '.join(LIKELIHOODS)}")
-    head = LIKELIHOODS[name]
+    head = logistic_mixture_likelihood(mixture_components) if name == "logistic_mixture" else LIKELIHOODS[name]
     head.check(spec)
     return head
 
@@ -106,3 +110,29 @@ def logistic_mixture_likelihood(components: int = MIXTURE_COMPONENTS) -> Likelih
 
 
 LIKELIHOODS["logistic_mixture"] = logistic_mixture_likelihood()
+
+
+# ---- Gaussian on dequantized data scaled to [0, 1) (models.dequantized) -------------------------
+def _gaussian_parameters(params: torch.Tensor, spec: DatasetSpec) -> tuple[torch.Tensor, torch.Tensor]:
+    """(..., 2C, H, W) -> loc = sigmoid(a) in (0, 1) and scale = exp(max(b, MIN_LOG_SCALE)), each (..., C, H, W)."""
+    from models.dequantized import MIN_LOG_SCALE as FLOOR
+
+    a, b = params.unflatten(-3, (2, spec.shape[0])).unbind(-4)
+    return torch.sigmoid(a), b.clamp_min(FLOOR).exp()
+
+
+def _dequantized_gaussian(params: torch.Tensor, spec: DatasetSpec) -> dist.TorchDistribution:
+    """y = x + u on the integer scale, y / L ~ N(loc, scale^2) per pixel (``models.dequantized``)."""
+    from models.dequantized import dequantized_gaussian
+
+    return dequantized_gaussian(*_gaussian_parameters(params, spec), spec.levels)
+
+
+def _dequantized_gaussian_mean(params: torch.Tensor, spec: DatasetSpec) -> torch.Tensor:
+    """E[floor(L v)] ~ L loc - 1/2 on the data scale, clamped to the levels."""
+    loc, _ = _gaussian_parameters(params, spec)
+    return (spec.levels * loc - 0.5).clamp(0, spec.levels - 1)
+
+
+LIKELIHOODS["gaussian"] = Likelihood("gaussian", lambda levels: 2, lambda s: True, _dequantized_gaussian,
+                                     _dequantized_gaussian_mean, dequantized=True)

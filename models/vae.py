@@ -5,6 +5,15 @@ Generative story, for each image in ``pyro.plate("data", N)``::
     z ~ N(0, I_L)                       latent, L = latent_dim
     x ~ p(x | f_theta(z))               Bernoulli for binary data, categorical over levels otherwise
 
+Grey levels (``--likelihood``): ``categorical`` over the L levels, ``logistic_mixture`` (M discretized
+logistics per pixel, PixelCNN++'s likelihood, ``--mixture-components M``), or ``gaussian``: a
+Gaussian on the dequantized image scaled to [0, 1) (``models.dequantized``)::
+
+    u ~ U[0, 1)^D                       latent dequantization noise, guide = the same uniform
+    (x + u) / L ~ N(loc_theta(z), diag sigma_theta(z)^2),  observed on the integer scale (Jacobian L^-D)
+
+so that every estimator bounds log P(x) of the discrete data.
+
 Guide: ``z ~ N(mu_phi(x), diag sigma_phi(x)^2)`` with sigma = softplus(.) + 1e-4.
 
 Flows (``models.vae_flows``): ``--posterior-flow NAME --flow-length L`` pushes the guide's Gaussian
@@ -29,6 +38,7 @@ import torch.nn.functional as F
 from core.errors import DGMError
 from data.specs import DatasetSpec
 from models.base import GenerativeModel
+from models.dequantized import NOISE_SITE, quantize, sample_noise, uniform_noise
 from models.likelihoods import likelihood
 from models.networks import Activation, ConvDecoder, ConvEncoder, MLPDecoder, MLPEncoder
 from models.registry import register_model
@@ -60,8 +70,12 @@ class VAEConfig:
     activation: Optional[Activation] = field(default=None, metadata={
         "help": "hidden activation; unset: relu, or the preset's"})
     arch: Literal["mlp", "conv"] = field(default="mlp", metadata={"help": "MLP or convolutional networks"})
-    likelihood: Literal["auto", "bernoulli", "categorical"] = field(
-        default="auto", metadata={"help": "pixel likelihood; auto: Bernoulli for binary data, else categorical"})
+    likelihood: Literal["auto", "bernoulli", "categorical", "logistic_mixture", "gaussian"] = field(
+        default="auto", metadata={"help": "pixel likelihood; auto: Bernoulli for binary data, else categorical; "
+                                          "logistic_mixture: discretized logistic mixture; gaussian: Gaussian on "
+                                          "uniformly dequantized data scaled to [0, 1)"})
+    mixture_components: int = field(default=5, metadata={
+        "help": "components M of the logistic mixture (3 M decoder outputs a pixel)"})
     objective: Literal["elbo", "iwae"] = field(default="elbo", metadata={
         "help": "training objective: ELBO (analytic KL where both q and p are Gaussian, else Monte Carlo) "
                 "or the K-sample importance-weighted bound"})
@@ -104,6 +118,8 @@ class VAEConfig:
             raise DGMError(f"unknown --preset {self.preset!r}; choose one of {', '.join(PRESETS)}")
         if self.latent_dim < 1:
             raise DGMError(f"--latent-dim must be at least 1, got {self.latent_dim}")
+        if self.mixture_components < 1:
+            raise DGMError(f"--mixture-components must be at least 1, got {self.mixture_components}")
         if self.num_particles < 1:
             raise DGMError(f"--num-particles must be at least 1, got {self.num_particles}")
         if any(h < 1 for h in self.hidden):
@@ -128,7 +144,7 @@ class VAE(GenerativeModel):
     def __init__(self, config: VAEConfig, spec: DatasetSpec):
         super().__init__(spec)
         self.config = config
-        self.head = likelihood(config.likelihood, spec)
+        self.head = likelihood(config.likelihood, spec, mixture_components=config.mixture_components)
         channels, height, width = spec.shape
         out_shape = (channels * self.head.params_per_pixel(spec.levels), height, width)
         encoder_cls, decoder_cls = (MLPEncoder, MLPDecoder) if config.arch == "mlp" else (ConvEncoder, ConvDecoder)
@@ -179,11 +195,14 @@ class VAE(GenerativeModel):
     def model(self, x: torch.Tensor) -> None:
         with pyro.plate("data", x.shape[0]):
             z = pyro.sample("z", self.prior(x))
-            pyro.sample("x", self.observation(z), obs=x)
+            y = x + sample_noise(x) if self.head.dequantized else x
+            pyro.sample("x", self.observation(z), obs=y)
 
     def guide(self, x: torch.Tensor) -> None:
         with pyro.plate("data", x.shape[0]):
             pyro.sample("z", self.posterior(self.encoder_outputs(x)))
+            if self.head.dequantized:
+                pyro.sample(NOISE_SITE, uniform_noise(x))
 
     @torch.no_grad()
     def decode_mean(self, z: torch.Tensor) -> torch.Tensor:
@@ -196,7 +215,10 @@ class VAE(GenerativeModel):
         z = torch.randn(n, self.latent_dim, device=like.device, dtype=like.dtype)
         if len(self.prior_flow):
             z = self.prior_flow_forward(z)
-        return self.decode_mean(z) if mean else self.observation(z).sample()
+        if mean:
+            return self.decode_mean(z)
+        draw = self.observation(z).sample()
+        return quantize(draw, self.spec.levels) if self.head.dequantized else draw
 
     def prior_flow_forward(self, eps: torch.Tensor) -> torch.Tensor:
         """z = g(eps): base draws (..., L) through the prior flow (the identity without one)."""
@@ -244,7 +266,7 @@ def active_units(vae: VAE, x: torch.Tensor, threshold: float = 1e-2, chunk: int 
     return int((means.double().var(dim=0) > threshold).sum())
 
 
-@register_model("vae", VAEConfig, description="variational autoencoder, Bernoulli or categorical pixels")
+@register_model("vae", VAEConfig, description="variational autoencoder; Bernoulli, categorical, logistic-mixture or dequantized-Gaussian pixels")
 def build_vae(config: VAEConfig, spec: DatasetSpec) -> VAE:
     """Build a :class:`VAE` for data set ``spec`` (refuses data its likelihood cannot represent)."""
     return VAE(config, spec)

@@ -30,7 +30,7 @@ import torch
 from core.errors import DGMError
 from data.specs import DatasetSpec
 from models.base import GenerativeModel
-from models.likelihoods import Likelihood, likelihood, logistic_mixture_likelihood
+from models.likelihoods import Likelihood, likelihood
 
 HeadName = Literal["auto", "bernoulli", "categorical", "logistic_mixture"]
 
@@ -55,11 +55,7 @@ class HeadConfig:
 
 def build_head(config: HeadConfig, spec: DatasetSpec) -> Likelihood:
     """The likelihood head named in ``config``, checked against the data set."""
-    if config.likelihood == "logistic_mixture":
-        head = logistic_mixture_likelihood(config.mixture_components)
-        head.check(spec)
-        return head
-    return likelihood(config.likelihood, spec)
+    return likelihood(config.likelihood, spec, mixture_components=config.mixture_components)
 
 
 class IncrementalState(Protocol):

@@ -14,6 +14,14 @@ treat a GAN like any decoder model (its log p(x) is poor, since nothing fitted t
 Binomial(levels - 1, p) is the sum of levels - 1 Bernoulli(p) pixels: mean (levels - 1) p, no
 extra parameter, and exactly Bernoulli(p) for binary data.
 
+``--observation gaussian --obs-sigma s`` replaces the Binomial by a Gaussian of fixed standard
+deviation s on the uniformly dequantized image scaled to [0, 1) (Wu et al. 2017, "On the
+quantitative analysis of decoder-based generative models"; ``models.dequantized``)::
+
+    u ~ U[0, 1)^D,    (x + u) / L ~ N(G(z), s^2 I)     observed on the integer scale (Jacobian L^-D)
+
+s is not trained: ``evaluation.gan_likelihood`` chooses it on validation data, as Wu et al. do.
+
 Guide: z ~ p(z), the prior (a GAN has no encoder), so that ``elbo`` is E_p(z)[log p(x | z)] and
 ``importance_sampled`` equals ``naive_monte_carlo``; both stay correct estimators.
 """
@@ -29,6 +37,7 @@ import torch
 from core.errors import DGMError
 from data.specs import DatasetSpec
 from models.base import GenerativeModel
+from models.dequantized import NOISE_SITE, check_sigma, dequantized_gaussian, quantize, sample_noise, uniform_noise
 from models.gan.networks import DCGANDiscriminator, DCGANGenerator, MLPDiscriminator, MLPGenerator, conv_stages
 from models.registry import register_model
 
@@ -57,6 +66,12 @@ class GANConfig:
     adam_betas: tuple[float, ...] = field(default=(0.5, 0.999), metadata={
         "help": "Adam's beta1 beta2 for both networks (DCGAN uses 0.5 0.999; WGAN-GP 0.0 0.9)"})
     gp_weight: float = field(default=10.0, metadata={"help": "weight lambda of the WGAN-GP gradient penalty"})
+    observation: Literal["binomial", "gaussian"] = field(default="binomial", metadata={
+        "help": "p(x | z) for likelihood estimates: binomial over the levels, or gaussian on dequantized data "
+                "scaled to [0, 1) with fixed std --obs-sigma (Wu et al. 2017); never used in training"})
+    obs_sigma: float = field(default=0.1, metadata={
+        "help": "std of the gaussian observation on the [0, 1) scale (evaluation.gan_likelihood picks it on "
+                "validation data)"})
     val_samples: int = field(default=2000, metadata={
         "help": "generated and validation images compared each epoch for val_fd, which picks best.pt "
                 "(0: no validation; best.pt is the last epoch)"})
@@ -84,6 +99,9 @@ class GANConfig:
             raise DGMError(f"--gp-weight must be >= 0, got {self.gp_weight}")
         if self.val_samples < 0:
             raise DGMError(f"--val-samples must be >= 0, got {self.val_samples}")
+        if self.observation not in ("binomial", "gaussian"):
+            raise DGMError(f"unknown --observation {self.observation!r}; choose binomial or gaussian")
+        check_sigma(self.obs_sigma)
 
 
 class GAN(GenerativeModel):
@@ -138,8 +156,17 @@ class GAN(GenerativeModel):
         zeros = like.new_zeros(self.latent_dim)
         return dist.Normal(zeros, torch.ones_like(zeros)).to_event(1)
 
+    @property
+    def dequantized(self) -> bool:
+        """Whether the observation is a density of x + u (gaussian) rather than a distribution over levels."""
+        return self.config.observation == "gaussian"
+
     def observation(self, logits: torch.Tensor) -> dist.TorchDistribution:
-        """p(x | z): Binomial(levels - 1, sigmoid(logits)) per pixel (Bernoulli for binary), event (C, H, W)."""
+        """p(x | z), event (C, H, W): Binomial(levels - 1, sigmoid(logits)) per pixel (Bernoulli for binary),
+        or with ``observation="gaussian"`` the density of x + u with (x + u) / L ~ N(sigmoid(logits), s^2)."""
+        if self.dequantized:
+            loc = torch.sigmoid(logits)
+            return dequantized_gaussian(loc, torch.full_like(loc, self.config.obs_sigma), self.spec.levels)
         if self.spec.binary:
             return dist.Bernoulli(logits=logits, validate_args=False).to_event(3)
         return dist.Binomial(total_count=self.spec.levels - 1, logits=logits, validate_args=False).to_event(3)
@@ -147,12 +174,15 @@ class GAN(GenerativeModel):
     def model(self, x: torch.Tensor) -> None:
         with pyro.plate("data", x.shape[0]):
             z = pyro.sample("z", self.prior(x))
-            pyro.sample("x", self.observation(self.logits(z)), obs=x)
+            y = x + sample_noise(x) if self.dequantized else x
+            pyro.sample("x", self.observation(self.logits(z)), obs=y)
 
     def guide(self, x: torch.Tensor) -> None:
-        """q(z | x) = p(z): no encoder; importance weights reduce to p(x | z)."""
+        """q(z | x) = p(z) (and q(u) = p(u)): no encoder; importance weights reduce to p(x | z)."""
         with pyro.plate("data", x.shape[0]):
             pyro.sample("z", self.prior(x))
+            if self.dequantized:
+                pyro.sample(NOISE_SITE, uniform_noise(x))
 
     @torch.no_grad()
     def sample(self, n: int, *, mean: bool = False) -> torch.Tensor:
@@ -162,7 +192,8 @@ class GAN(GenerativeModel):
         logits = self.logits(z)
         if mean:
             return torch.sigmoid(logits) * (self.spec.levels - 1)
-        return self.observation(logits).sample()
+        draw = self.observation(logits).sample()
+        return quantize(draw, self.spec.levels) if self.dequantized else draw
 
     def objective(self) -> Any:
         raise DGMError("a GAN is trained by the adversarial trainer (python -m inference.train gan), not by SVI")

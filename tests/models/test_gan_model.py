@@ -136,3 +136,27 @@ def test_dcgan_discriminator_outputs_depend_on_each_example_alone() -> None:
     x = torch.rand(4, *spec.shape)
     assert torch.allclose(gan.discriminator(x)[:1], gan.discriminator(x[:1]), atol=1e-6)
     assert math.prod(spec.shape) == 784
+
+
+def test_gaussian_observation_is_the_dequantized_density_of_the_generators_image() -> None:
+    """(x + u) / L ~ N(G(z), s^2): log p_int(x + u | z) = sum log N((x + u)/L; G(z), s^2) - D log L, with the
+    noise u a latent site whose guide is its prior (so its ELBO term is zero)."""
+    spec = DATASETS["digits"]
+    gan = GAN(tiny(observation="gaussian", obs_sigma=0.07), spec)
+    x = torch.randint(0, spec.levels, (3, *spec.shape)).float()
+    guide = poutine.trace(gan.guide).get_trace(x)
+    model = poutine.trace(poutine.replay(gan.model, trace=guide)).get_trace(x)
+    z, u = guide.nodes["z"]["value"], guide.nodes["u"]["value"]
+    assert 0 <= u.min() and u.max() < 1
+    unit = torch.distributions.Normal(gan.generate(z), 0.07)
+    expected = unit.log_prob((x + u) / spec.levels).sum((-3, -2, -1)) - spec.dim * math.log(spec.levels)
+    torch.testing.assert_close(model.nodes["x"]["fn"].log_prob(model.nodes["x"]["value"]), expected)
+    draws = gan.sample(4)
+    assert set(draws.unique().tolist()) <= set(range(spec.levels))
+
+
+def test_gaussian_observation_options_are_checked() -> None:
+    with pytest.raises(DGMError, match="sigma must be a positive"):
+        tiny(observation="gaussian", obs_sigma=0.0)
+    with pytest.raises(DGMError, match="unknown --observation"):
+        tiny(observation="poisson")
