@@ -8,33 +8,22 @@ initialisation (the work does not depend on their values). By default the PixelC
 convolutions) on one CPU thread.
 
 ``python -m benchmarks.arm_sampling [--models pixelcnn gated_pixelcnn causal_conv1d] [-n 64]
-[--threads 1] [--device cpu] [--cached-repeats 3] [--append]`` prints the table and, with
+[--threads 1] [--device auto|cpu|cuda] [--cached-repeats 3] [--append]`` prints the table and, with
 ``--append``, adds one row per model to benchmarks/RESULTS.md.
 """
 from __future__ import annotations
 
 import argparse
 import statistics
-import time
-from pathlib import Path
 
 import torch
 
 import models  # noqa: F401  (fills the registry)
-from core.run_dir import cpu_model, git_commit
+from benchmarks.results_rows import append_rows, results_row
+from benchmarks.timing import add_device_arguments, setup_device, timed
 from data.specs import DATASETS
 from models.arm.sampling import gumbel_noise, sample_cached, sample_naive
 from models.registry import model_spec
-
-
-def timed(fn, device: torch.device) -> tuple[float, torch.Tensor]:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    start = time.perf_counter()
-    out = fn()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    return time.perf_counter() - start, out
 
 
 def describe(name: str, model: torch.nn.Module) -> str:
@@ -52,13 +41,11 @@ def main() -> None:
     parser.add_argument("--models", nargs="+", default=["pixelcnn"],
                         choices=["pixelcnn", "gated_pixelcnn", "causal_conv1d"])
     parser.add_argument("-n", type=int, default=64, help="images per batch")
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--device", default="cpu")
     parser.add_argument("--cached-repeats", type=int, default=3, help="cached timings (the median is reported)")
     parser.add_argument("--append", action="store_true", help="append one row per model to benchmarks/RESULTS.md")
+    add_device_arguments(parser, threads=1)
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    device = torch.device(args.device)
+    device = setup_device(args)
     spec = DATASETS["binarized_mnist"]
     rows = []
     print(f"{'model':>15s}  {'naive s':>9s}  {'cached s':>9s}  {'speed-up':>8s}  identical images")
@@ -78,19 +65,13 @@ def main() -> None:
         speedup = naive_seconds / cached_seconds
         print(f"{name:>15s}  {naive_seconds:9.1f}  {cached_seconds:9.2f}  {speedup:7.0f}x  {same}/{args.n}", flush=True)
         rows.append((name, model, naive_seconds, cached_seconds, speedup, same))
+    rows = [results_row(device, f"28x28 binary (binarized_mnist shape), {args.n} images", describe(name, model),
+                        "sampling time, same Gumbel noise for both",
+                        f"naive {naive_s:.1f} s, cached {cached_s:.2f} s (median of {args.cached_repeats}): cached "
+                        f"{speedup:.0f}x faster; {same}/{args.n} images identical")
+            for name, model, naive_s, cached_s, speedup, same in rows]
     if args.append:
-        hardware = torch.cuda.get_device_name(device) if device.type == "cuda" else \
-            f"{cpu_model()}, {args.threads} thread(s), torch {torch.__version__.split('+')[0]}"
-        command = (f"python -m benchmarks.arm_sampling --models {' '.join(args.models)} -n {args.n} "
-                   f"--threads {args.threads} --device {args.device} --cached-repeats {args.cached_repeats} --append")
-        text = ""
-        for name, model, naive_s, cached_s, speedup, same in rows:
-            text += (f"| {time.strftime('%Y-%m-%d')} | {git_commit()[:7]} | {hardware} | `{command}` | 28x28 binary "
-                     f"(binarized_mnist shape), {args.n} images | {describe(name, model)} | sampling time, same "
-                     f"Gumbel noise for both | naive {naive_s:.1f} s, cached {cached_s:.2f} s (median of "
-                     f"{args.cached_repeats}): cached {speedup:.0f}x faster; {same}/{args.n} images identical |\n")
-        with (Path(__file__).parent / "RESULTS.md").open("a") as handle:
-            handle.write(text)
+        append_rows(rows)
 
 
 if __name__ == "__main__":
