@@ -7,6 +7,8 @@ merging with earlier evaluations of the same examples and checkpoint.
 One pass of K samples from the guide serves both ``elbo`` and ``importance_sampled`` at that K
 (the mean and the log-mean-exp of the same log-weights), so the ELBO-vs-IS gap per example is a
 paired comparison and the guide is sampled once; ``naive_monte_carlo`` is a pass from the prior.
+``ais`` (annealed importance sampling, ``evaluation.ais``; not in the default set: it is costly) runs
+K chains per example with ``--ais-steps``, ``--ais-schedule``, ``--ais-leapfrog``, ``--ais-step-size``.
 """
 from __future__ import annotations
 
@@ -26,6 +28,7 @@ from core.device import resolve_device, set_threads
 from core.errors import DGMError, run_cli
 from core.load_run import LoadedRun, load_run
 from core.run_dir import SCHEMA_VERSION, atomic_write_text, provenance, write_json
+from evaluation.ais import AISOptions, run_ais
 from evaluation.diagnostics import effective_sample_size, pareto_khat, standard_error
 from evaluation.estimators import ESTIMATORS, check_estimates, check_num_samples, exact, has_exact, log_mean_exp, log_weight_chunks
 from evaluation.units import bits_per_dim
@@ -86,10 +89,12 @@ def sampling_pass(model: Any, x: torch.Tensor, proposal: str, num_samples: int, 
 
 def evaluate_model(model: Any, x: torch.Tensor, estimators: Sequence[str], num_samples: Sequence[int], dim: int,
                    chunk_size: int | None = None, seed: int = 0, example_ids: Sequence[int] | None = None,
-                   log: Callable[[str], None] | None = print) -> tuple[dict[str, dict[str, Any]], list[Row]]:
+                   log: Callable[[str], None] | None = print, ais_options: AISOptions | None = None,
+                   ais_pilot_chains: int = 4) -> tuple[dict[str, dict[str, Any]], list[Row]]:
     """Every estimator at every K on data ``x``: (summaries {name: {str(K): entry}}, per-example rows).
 
-    ``example_ids``: the examples' indices in their split (default 0..N-1), written to the rows."""
+    ``example_ids``: the examples' indices in their split (default 0..N-1), written to the rows.
+    ``ais_options``: annealing schedule and HMC settings of ``ais`` (K = its number of chains)."""
     for k in num_samples:
         check_num_samples(k)
     ids = list(range(x.shape[0])) if example_ids is None else [int(i) for i in example_ids]
@@ -123,6 +128,17 @@ def evaluate_model(model: Any, x: torch.Tensor, estimators: Sequence[str], num_s
             seconds = time.perf_counter() - start
             for name in names:
                 record(name, k, estimates[name], seconds, khat, ess)
+    if "ais" in estimators:
+        options = (ais_options or AISOptions()).validate()
+        for k in num_samples:
+            torch.manual_seed(seed * 1_000_003 + 2 * k + 7919)  # noise distinct from the other passes
+            start = time.perf_counter()
+            result = run_ais(model.model, x, k, options, chunk_size, ais_pilot_chains)
+            record("ais", k, check_estimates(result.estimates), time.perf_counter() - start, None, None)
+            summaries["ais"][str(k)].update({"steps": options.num_steps, "schedule": options.schedule,
+                                             "leapfrog_steps": options.leapfrog_steps,
+                                             "step_size": options.step_size, "pilot_chains": ais_pilot_chains,
+                                             "acceptance": float(result.acceptance.mean())})
     if "exact" in estimators:
         start = time.perf_counter()
         est = exact(model.model, model.guide, x, chunk_size=chunk_size)
@@ -143,7 +159,8 @@ def check_estimators(model: Any, estimators: Sequence[str]) -> None:
 
 def evaluate_run(run: LoadedRun, split: str = "test", estimators: Sequence[str] | None = None,
                  num_samples: Sequence[int] = (1,), limit: int | None = None, chunk_size: int | None = None,
-                 seed: int = 0, device: torch.device | None = None, every: int = 1) -> dict[str, Any]:
+                 seed: int = 0, device: torch.device | None = None, every: int = 1,
+                 ais_options: AISOptions | None = None, ais_pilot_chains: int = 4) -> dict[str, Any]:
     """Evaluate ``run`` on ``split`` with each estimator and K; write and return ``eval_<split>.json``.
 
     The examples are ``split[::every][:limit]`` (``every`` > 1 gives a subset spread over the whole
@@ -151,6 +168,8 @@ def evaluate_run(run: LoadedRun, split: str = "test", estimators: Sequence[str] 
     its first N examples are not a representative sample). Example ids are indices into the split."""
     names = list(estimators or default_estimators(run.model))
     check_estimators(run.model, names)
+    if "ais" in names:
+        (ais_options or AISOptions()).validate()
     for k in num_samples:
         if isinstance(k, bool) or not isinstance(k, int) or k < 1:
             raise DGMError(f"--num-samples must be at least 1, got {k}")
@@ -169,7 +188,7 @@ def evaluate_run(run: LoadedRun, split: str = "test", estimators: Sequence[str] 
     run.model.to(device)
     x = x.to(device)
     summaries, rows = evaluate_model(run.model, x, names, list(num_samples), run.dataset.spec.dim, chunk_size, seed,
-                                     ids.tolist())
+                                     ids.tolist(), ais_options=ais_options, ais_pilot_chains=ais_pilot_chains)
     path = run.run_dir / f"eval_{split}.json"
     examples = run.run_dir / f"eval_{split}_examples.csv"
     result = json.loads(path.read_text()) if path.is_file() else {}
@@ -233,12 +252,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     parser.add_argument("--checkpoint", default="best", choices=["best", "last"])
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    ais = AISOptions()
+    parser.add_argument("--ais-steps", type=int, default=ais.num_steps, metavar="T",
+                        help=f"ais: annealing steps (default: {ais.num_steps})")
+    parser.add_argument("--ais-schedule", default=ais.schedule, help=f"ais: linear or sigmoid (default: {ais.schedule})")
+    parser.add_argument("--ais-leapfrog", type=int, default=ais.leapfrog_steps,
+                        help=f"ais: leapfrog steps per HMC transition (default: {ais.leapfrog_steps})")
+    parser.add_argument("--ais-step-size", type=float, default=ais.step_size,
+                        help=f"ais: initial HMC step size, then adapted by pilot chains (default: {ais.step_size})")
+    parser.add_argument("--ais-pilot-chains", type=int, default=4,
+                        help="ais: extra chains per example that tune the step sizes, not counted (default: 4)")
     args = parser.parse_args(argv)
     set_threads(args.threads)
     device = resolve_device(args.device)
     run = load_run(args.run_dir, which=args.checkpoint, device=device)
+    ais_options = AISOptions(num_steps=args.ais_steps, schedule=args.ais_schedule, leapfrog_steps=args.ais_leapfrog,
+                             step_size=args.ais_step_size)
     evaluate_run(run, args.split, args.estimators, args.num_samples, args.limit, args.chunk_size, args.seed, device,
-                 args.every)
+                 args.every, ais_options=ais_options, ais_pilot_chains=args.ais_pilot_chains)
     return 0
 
 
