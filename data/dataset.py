@@ -65,6 +65,15 @@ class Dataset:
         return x
 
 
+def epoch_batches(n: int, batch_size: int, seed: int, epoch: int) -> list[torch.Tensor]:
+    """Indices of the global batches of ``epoch``: a permutation of 0..n-1 seeded by (seed, epoch), cut into
+    batches of ``batch_size`` (the last one shorter). Every process of a distributed run draws the same
+    permutation and takes its own slice of each batch, so a step sees the same examples whatever the
+    number of processes; a resumed run sees the batches an uninterrupted one would have seen."""
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 1000003 + epoch))
+    return list(order.split(batch_size))
+
+
 def binarize(grey: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     """Bernoulli(pixel / 255) binarization of 8-bit images."""
     return torch.bernoulli(grey / 255.0, generator=generator)

@@ -82,12 +82,14 @@ def adversarial_loss(name: str) -> AdversarialLoss:
 
 
 def gradient_penalty(discriminator: Callable[[torch.Tensor], torch.Tensor], real: torch.Tensor,
-                     fake: torch.Tensor) -> torch.Tensor:
+                     fake: torch.Tensor, mix: torch.Tensor | None = None) -> torch.Tensor:
     """E[(||grad_x D(x_hat)||_2 - 1)^2] at x_hat = e real + (1 - e) fake, e ~ U(0, 1) per example.
 
     ``real`` and ``fake`` are (B, C, H, W); the graph is kept (create_graph) so the penalty trains D.
+    ``mix``: the draws e, (B, 1, 1, 1) (distributed training passes its own; None draws them here).
     """
-    e = torch.rand(real.shape[0], *([1] * (real.dim() - 1)), device=real.device, dtype=real.dtype)
+    e = torch.rand(real.shape[0], *([1] * (real.dim() - 1)), device=real.device, dtype=real.dtype) \
+        if mix is None else mix
     x_hat = (e * real + (1 - e) * fake.detach()).requires_grad_(True)
     (grad,) = torch.autograd.grad(discriminator(x_hat).sum(), x_hat, create_graph=True)
     return ((grad.flatten(1).norm(dim=1) - 1) ** 2).mean()

@@ -13,21 +13,16 @@ import argparse
 from typing import Any
 
 from core.config import to_jsonable
-from core.device import resolve_device
 from core.errors import DGMError
 from core.run_dir import CONFIG, SCHEMA_VERSION, provenance, write_json
 from core.seeding import seed_everything
+from inference.distributed import DistributedContext, distributed_session
+from inference.precision import Precision
 from inference.train_config import TrainConfig
 
 
 def main(args: argparse.Namespace) -> int:
     """Train the adversarial model named by ``args.model`` as the parsed command line says."""
-    from core.load_run import load_run
-    from data import load_dataset
-    from evaluation.classifier import get_classifier
-    from evaluation.sample_quality import FeatureReference, run_sample_quality
-    from inference.adversarial_figures import GANFigures
-    from inference.adversarial_trainer import AdversarialTrainer
     from inference.train import prepare_run_dir, resolve_configs
     from models.registry import model_spec
 
@@ -39,30 +34,51 @@ def main(args: argparse.Namespace) -> int:
     train, model_config, saved = resolve_configs(args, spec.config_cls)
     if train.patience and not model_config.val_samples:
         raise DGMError("--patience needs a validation criterion: set --val-samples above 0")
-    device = resolve_device(train.device)
+    with distributed_session(train.device) as (dist, device):
+        return _train(args, spec, train, model_config, saved, dist, device)
+
+
+def _train(args: argparse.Namespace, spec: Any, train: TrainConfig, model_config: Any, saved: dict | None,
+           dist: DistributedContext, device: Any) -> int:
+    """Train (every process under torchrun); rank 0 alone validates, writes files and scores samples."""
+    from core.load_run import load_run
+    from data import load_dataset
+    from evaluation.classifier import get_classifier
+    from evaluation.sample_quality import FeatureReference, run_sample_quality
+    from inference.adversarial_figures import GANFigures
+    from inference.adversarial_trainer import AdversarialTrainer
+    from inference.train import prepare_run_dir
+
+    dist.check_batch_size(train.batch_size)
+    Precision(train.precision, device)  # refuses fp16 without CUDA before anything is written
     dataset = load_dataset(train.dataset, train.data_dir)
     seed_everything(train.seed)
     model = spec.build(model_config, dataset.spec)
     x_val = dataset.split("val")  # fail on missing files before anything is written
-    out = prepare_run_dir(args, train)
+    out = args.out = dist.on_main(lambda: prepare_run_dir(args, train))
     config = _config(args, train, model_config, saved, device)
-    write_json(out / CONFIG, config)
-    # the classifier is trained once per family if missing; its training keeps the global RNG untouched
-    classifier = get_classifier(train.dataset, data_dir=train.data_dir)
-    reference = None
-    if model_config.val_samples:
-        n_val = min(model_config.val_samples, x_val.shape[0])
-        reference = FeatureReference.of(classifier, x_val[:n_val], dataset.spec.levels, device)
-    trainer = AdversarialTrainer(model, train, dataset, out, args.model, device, reference)
-    figures = GANFigures(model, dataset.spec, out, train, classifier)
+    (config if saved is None else config["resumes"][-1]).update(dist.describe())  # world size, backend
+    reference = figures = None
+    if dist.is_main:
+        write_json(out / CONFIG, config)
+        # the classifier is trained once per family if missing; its training keeps the global RNG untouched
+        classifier = get_classifier(train.dataset, data_dir=train.data_dir)
+        if model_config.val_samples:
+            n_val = min(model_config.val_samples, x_val.shape[0])
+            reference = FeatureReference.of(classifier, x_val[:n_val], dataset.spec.levels, device)
+        figures = GANFigures(model, dataset.spec, out, train, classifier)
+    trainer = AdversarialTrainer(model, train, dataset, out, args.model, device, reference, dist)
     if args.resume:
         trainer.resume()
-    else:
+    elif figures is not None:
         figures.samples(0)
+    if not dist.is_main:
+        trainer.fit()
+        return 0
     n_g = sum(p.numel() for p in model.generator.parameters())
     n_d = sum(p.numel() for p in model.discriminator.parameters())
-    print(f"{args.model} ({model_config.arch}, {model_config.loss} loss) on {train.dataset} on {device}: "
-          f"generator {n_g:,} and discriminator {n_d:,} parameters; run directory {out}", flush=True)
+    print(f"{args.model} ({model_config.arch}, {model_config.loss} loss) on {train.dataset} on {device}"
+          f"{dist.summary()}: generator {n_g:,} and discriminator {n_d:,} parameters; run directory {out}", flush=True)
     trainer.fit(on_epoch_end=figures.on_epoch_end)
     figures.final(trainer.state.epoch)
     best = load_run(out, "best", device=device)

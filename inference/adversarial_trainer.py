@@ -22,6 +22,12 @@ quality (they describe a moving two-player game). ``best.pt`` is therefore chose
 the Frechet distance in the project classifier's feature space (``evaluation.sample_quality``)
 between ``val_samples`` generated images (fixed noise) and as many validation images, the same
 metric that judges every model on the test split. Lower is better.
+
+Under torchrun (``inference.distributed``) the generator and the discriminator's loss run in
+DistributedDataParallel; z and the gradient penalty's mixing weights are drawn for the whole global
+batch and sliced per process, and each process's mean losses are weighted by its share of the
+global batch, so P processes take the steps one process would (dropout masks excepted: they are
+drawn per process).
 """
 from __future__ import annotations
 
@@ -35,11 +41,43 @@ from tqdm import tqdm
 from core.errors import DGMError, TrainingDiverged
 from core.run_dir import CHECKPOINT, METRICS, MetricsLog, load_checkpoint
 from core.seeding import rng_state, set_rng_state
-from data.dataset import Dataset
-from inference.adversarial_losses import adversarial_loss, gradient_penalty
+from data.dataset import Dataset, epoch_batches
+from inference.adversarial_losses import AdversarialLoss, adversarial_loss, gradient_penalty
+from inference.distributed import SINGLE_PROCESS, DistributedContext, Shard, global_noise
+from inference.precision import Precision
 from inference.train_config import TrainConfig
 from inference.epoch_loop import EpochLoop, TrainState
 from inference.trainer import VAL_SEED, make_scheduler
+
+
+class Generate(torch.nn.Module):
+    """``forward(z)`` = G(z) of ``gan`` (its generator's parameters only), so DDP can wrap the generator."""
+
+    def __init__(self, gan: Any):
+        super().__init__()
+        self.generator = gan.generator
+        self._generate = gan.generate
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self._generate(z)
+
+
+class DiscriminatorLoss(torch.nn.Module):
+    """``forward(real, fake, mix)`` = (L_D (+ penalty), D(real), D(fake)): the discriminator's loss as a forward."""
+
+    def __init__(self, discriminator: torch.nn.Module, loss: AdversarialLoss, gp_weight: float):
+        super().__init__()
+        self.discriminator = discriminator
+        self.loss = loss
+        self.gp_weight = gp_weight
+
+    def forward(self, real: torch.Tensor, fake: torch.Tensor,
+                mix: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        d_real, d_fake = self.discriminator(real), self.discriminator(fake)
+        d_loss = self.loss.discriminator(d_real, d_fake)
+        if self.loss.gradient_penalty:
+            d_loss = d_loss + self.gp_weight * gradient_penalty(self.discriminator, real, fake, mix)
+        return d_loss, d_real, d_fake
 
 
 class AdversarialTrainer(EpochLoop):
@@ -50,7 +88,10 @@ class AdversarialTrainer(EpochLoop):
     """
 
     def __init__(self, model: Any, config: TrainConfig, dataset: Dataset, run_dir: Path, model_name: str,
-                 device: torch.device, reference: Any | None = None):
+                 device: torch.device, reference: Any | None = None, dist: DistributedContext = SINGLE_PROCESS):
+        dist.check_batch_size(config.batch_size)
+        self.dist = dist
+        self.precision = Precision(config.precision, device)
         self.model = model.to(device)
         self.gan = model.config
         self.loss = adversarial_loss(self.gan.loss)
@@ -68,6 +109,9 @@ class AdversarialTrainer(EpochLoop):
         self.d_scheduler = make_scheduler(self.d_optimizer, config)
         self.metrics = MetricsLog(self.run_dir / METRICS)
         self.state = TrainState()
+        # the players as forwards; in DistributedDataParallel under torchrun
+        self.generate = dist.wrap(Generate(model), device)
+        self.d_loss = dist.wrap(DiscriminatorLoss(model.discriminator, self.loss, self.gan.gp_weight), device)
 
     # ---- checkpoints -------------------------------------------------------------------------
     def checkpoint(self) -> dict[str, Any]:
@@ -78,6 +122,7 @@ class AdversarialTrainer(EpochLoop):
             "scheduler_state": self.g_scheduler.state_dict(), "d_scheduler_state": self.d_scheduler.state_dict(),
             "rng": rng_state(), "best_val": self.state.best_val, "best_epoch": self.state.best_epoch,
             "bad_epochs": self.state.bad_epochs,
+            **({"scaler_state": self.precision.state_dict()} if self.precision.scaler else {}),
         }
 
     def resume(self) -> None:
@@ -94,17 +139,28 @@ class AdversarialTrainer(EpochLoop):
         self.g_scheduler.load_state_dict(state["scheduler_state"])
         self.d_scheduler.load_state_dict(state["d_scheduler_state"])
         set_rng_state(state["rng"])
+        self.precision.load_state_dict(state.get("scaler_state"))
         self.state = TrainState(int(state["epoch"]), int(state["step"]), float(state["best_val"]),
                                 int(state["best_epoch"]), int(state["bad_epochs"]))
-        self.metrics.truncate_after(self.state.epoch)
+        if self.dist.is_main:
+            self.metrics.truncate_after(self.state.epoch)
 
     # ---- one epoch ---------------------------------------------------------------------------
     def _step(self, optimizer: torch.optim.Optimizer, loss: torch.Tensor, params: Any) -> None:
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if self.config.grad_clip:
-            torch.nn.utils.clip_grad_norm_(params, self.config.grad_clip)
-        optimizer.step()
+        self.precision.backward(loss)
+        self.precision.step(optimizer, params, self.config.grad_clip)
+
+    def _noise(self, kind: str, shape: tuple[int, ...], shard: Shard, name: str) -> torch.Tensor:
+        """Standard noise of this process's rows: N(0, I) or U[0, 1) drawn for the whole global batch."""
+        return global_noise(kind, shape, 0, shard, ("gan", name, self.config.seed, self.state.step), self.device)
+
+    def _global_means(self, values: list[torch.Tensor], shard: Shard) -> list[float]:
+        """Means over the global batch of per-process means (weighted by each process's share)."""
+        if not self.dist.enabled:
+            return [float(v.detach()) for v in values]
+        local = torch.stack([v.detach().float() for v in values]) * (shard.index.shape[0] / shard.global_size)
+        return self.dist.all_reduce_sum(local).tolist()
 
     def _check(self, value: torch.Tensor, player: str, epoch: int) -> None:
         if not torch.isfinite(value):
@@ -118,38 +174,52 @@ class AdversarialTrainer(EpochLoop):
         cfg, model = self.config, self.model
         generator, discriminator = model.generator, model.discriminator
         x_all = self.dataset.train_epoch(epoch, cfg.seed).to(self.device)
-        order = torch.randperm(x_all.shape[0], generator=torch.Generator().manual_seed(cfg.seed * 1000003 + epoch))
-        batches = order.split(cfg.batch_size)
+        batches = epoch_batches(x_all.shape[0], cfg.batch_size, cfg.seed, epoch)
+        dist = self.dist
+        dist.reseed(cfg.seed, epoch)
         model.train()
         sums = {"g": 0.0, "d": 0.0, "real": 0.0, "fake": 0.0}
         g_steps = 0
         bar = tqdm(batches, desc=f"epoch {epoch}/{cfg.epochs}", leave=False, mininterval=1.0, file=sys.stderr,
-                   disable=None)
+                   disable=None if dist.is_main else True)
         for index in bar:
-            real = model.to_unit(x_all[index.to(self.device)])
-            z = torch.randn(real.shape[0], model.latent_dim, device=self.device)
+            shard = dist.shard(index)
+            real = model.to_unit(x_all[shard.index.to(self.device)])
+            n = real.shape[0]
+            # each process's mean loss times P * (its share of the step's examples): DDP's average over the
+            # P processes then gives the gradient of the global batch's mean
+            weight = dist.world_size * n / shard.global_size
+            mix = None
+            if dist.enabled:
+                z = self._noise("normal", (n, model.latent_dim), shard, "z")
+                if self.loss.gradient_penalty:
+                    mix = self._noise("uniform", (n, *([1] * (real.dim() - 1))), shard, "mix")
+            else:
+                z = torch.randn(n, model.latent_dim, device=self.device)
             g_turn = (self.state.step + 1) % self.gan.d_steps == 0
-            with torch.set_grad_enabled(g_turn):  # the generator's graph is kept only when it moves next
-                fake = model.generate(z)
-            # discriminator: minimise L_D on real images and detached samples
-            d_real, d_fake = discriminator(real), discriminator(fake.detach())
-            d_loss = self.loss.discriminator(d_real, d_fake)
-            if self.loss.gradient_penalty:
-                d_loss = d_loss + self.gan.gp_weight * gradient_penalty(discriminator, real, fake)
-            self._check(d_loss.detach(), "discriminator", epoch)
-            self._step(self.d_optimizer, d_loss, discriminator.parameters())
-            sums["d"] += float(d_loss.detach())
-            sums["real"] += float(d_real.detach().mean())
-            sums["fake"] += float(d_fake.detach().mean())
-            if g_turn:  # generator: minimise L_G against the updated discriminator, D's weights frozen
-                discriminator.requires_grad_(False)
-                g_loss = self.loss.generator(discriminator(fake))
-                discriminator.requires_grad_(True)
-                self._check(g_loss.detach(), "generator", epoch)
-                self._step(self.g_optimizer, g_loss, generator.parameters())
-                sums["g"] += float(g_loss.detach())
-                g_steps += 1
+            with self.precision.networks(model):
+                with torch.set_grad_enabled(g_turn):  # the generator's graph is kept only when it moves next
+                    fake = self.generate(z)
+                # discriminator: minimise L_D on real images and detached samples
+                d_loss, d_real, d_fake = self.d_loss(real, fake.detach(), mix)
+                d_value, real_mean, fake_mean = self._global_means([d_loss, d_real.mean(), d_fake.mean()], shard)
+                self._check(torch.tensor(d_value), "discriminator", epoch)
+                self._step(self.d_optimizer, d_loss * weight, discriminator.parameters())
+                sums["d"] += d_value
+                sums["real"] += real_mean
+                sums["fake"] += fake_mean
+                if g_turn:  # generator: minimise L_G against the updated discriminator, D's weights frozen
+                    discriminator.requires_grad_(False)
+                    g_loss = self.loss.generator(discriminator(fake))
+                    discriminator.requires_grad_(True)
+                    (g_value,) = self._global_means([g_loss], shard)
+                    self._check(torch.tensor(g_value), "generator", epoch)
+                    self._step(self.g_optimizer, g_loss * weight, generator.parameters())
+                    sums["g"] += g_value
+                    g_steps += 1
             self.state.step += 1
+            if self.state.step == 1:
+                dist.broadcast_module(model)
         self.g_scheduler.step()
         self.d_scheduler.step()
         n = len(batches)

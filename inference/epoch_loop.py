@@ -6,6 +6,10 @@ is better) and ``checkpoint() -> dict``. Each epoch then appends one row to ``me
 ``best.pt`` when the objective improves and ``checkpoint.pt`` always (atomically, in that order,
 so a run killed at any point resumes from a consistent state), and stops early after
 ``config.patience`` epochs without improvement.
+
+Under torchrun (``dist`` enabled) every process trains; validation runs on rank 0 and its row is
+broadcast, so all processes take the same best-epoch and early-stopping decisions; only rank 0
+writes ``metrics.csv`` and checkpoints, prints, and calls ``on_epoch_end`` (figures).
 """
 from __future__ import annotations
 
@@ -16,6 +20,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from core.run_dir import BEST, CHECKPOINT, MetricsLog, atomic_torch_save
+from inference.distributed import SINGLE_PROCESS, DistributedContext
 
 
 @dataclass
@@ -36,6 +41,7 @@ class EpochLoop:
     run_dir: Path
     metrics: MetricsLog
     state: TrainState
+    dist: DistributedContext = SINGLE_PROCESS
 
     def train_epoch(self, epoch: int) -> dict[str, float]:
         raise NotImplementedError
@@ -57,6 +63,8 @@ class EpochLoop:
             self.state.best_val, self.state.best_epoch, self.state.bad_epochs = value, epoch, 0
         else:
             self.state.bad_epochs += 1
+        if not self.dist.is_main:
+            return
         self.metrics.append(row)
         state = self.checkpoint()
         if self.state.best_epoch == epoch:
@@ -71,15 +79,18 @@ class EpochLoop:
             row: dict[str, Any] = {"epoch": epoch}
             losses = self.train_epoch(epoch)
             row.update({"step": self.state.step, **losses})
-            row.update(self.validate())
+            row.update(self.dist.on_main(self.validate))
             row["seconds"] = time.perf_counter() - start
             self.end_epoch(epoch, row)
-            print("  ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()),
-                  flush=True)
-            if on_epoch_end is not None:
-                on_epoch_end(epoch, row)
+            if self.dist.is_main:
+                print("  ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()),
+                      flush=True)
+                if on_epoch_end is not None:
+                    on_epoch_end(epoch, row)
             if self.config.patience and self.state.bad_epochs >= self.config.patience:
-                print(f"early stopping: the validation objective did not improve for {self.config.patience} "
-                      f"epochs (best epoch {self.state.best_epoch})", flush=True)
+                if self.dist.is_main:
+                    print(f"early stopping: the validation objective did not improve for {self.config.patience} "
+                          f"epochs (best epoch {self.state.best_epoch})", flush=True)
                 break
+        self.dist.barrier()  # every process leaves training once rank 0's last checkpoint is written
         return self.state

@@ -2,8 +2,12 @@
 
 Options come from ``TrainConfig`` and the model's config dataclass (``--help`` after the model name
 lists them). A fresh run needs an empty or new ``--out``; ``--resume`` continues the run in
-``--out`` from its last checkpoint, with its saved options (``--epochs`` may be raised; ``--device``
-and ``--data-dir`` may change; any other differing option is refused).
+``--out`` from its last checkpoint, with its saved options (``--epochs`` may be raised; ``--device``,
+``--data-dir``, ``--patience``, ``--val-batch-size`` and ``--precision`` may change; any other differing
+option is refused).
+
+``torchrun --nproc-per-node P -m inference.train MODEL ...`` trains on P processes (one per GPU, or
+CPU processes with gloo); see ``inference.distributed``.
 """
 from __future__ import annotations
 
@@ -14,10 +18,11 @@ from typing import Any
 import torch
 
 from core.config import OneLineErrorParser, add_dataclass_arguments, build_config, explicit_options, to_jsonable
-from core.device import resolve_device
 from core.errors import DGMError, run_cli
 from core.run_dir import CHECKPOINT, CONFIG, SCHEMA_VERSION, provenance, read_config, write_json
 from core.seeding import seed_everything
+from inference.distributed import DistributedContext, distributed_session
+from inference.precision import Precision
 from inference.train_config import TrainConfig
 
 
@@ -44,6 +49,12 @@ def _resumable(name: str) -> bool:
     return any(f.name == name and f.metadata.get("resumable") for f in fields(TrainConfig))
 
 
+def _resumable_flags() -> str:
+    from dataclasses import fields
+
+    return ", ".join("--" + f.name.replace("_", "-") for f in fields(TrainConfig) if f.metadata.get("resumable"))
+
+
 def resolve_configs(args: argparse.Namespace, model_config_cls: type) -> tuple[TrainConfig, Any, dict[str, Any] | None]:
     """Fresh run: defaults (the family's own first) + command line. Resume: saved config, checked
     against the explicit options."""
@@ -66,7 +77,7 @@ def resolve_configs(args: argparse.Namespace, model_config_cls: type) -> tuple[T
             merged_train[key] = value
         elif _normal(old) != _normal(value):
             raise DGMError(f"--{key.replace('_', '-')} {value} differs from the saved run's {old}; "
-                           "a resumed run keeps its options (only --epochs, --device, --data-dir, --patience may change)")
+                           f"a resumed run keeps its options (only {_resumable_flags()} may change)")
     for key, value in model_opts.items():
         old = saved["model_options"].get(key)
         if _normal(old) != _normal(value):
@@ -100,10 +111,6 @@ def prepare_run_dir(args: argparse.Namespace, train: TrainConfig) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from data import load_dataset
-    from evaluation.evaluate import evaluate_run
-    from inference.figures import TrainingFigures
-    from inference.trainer import Trainer
     from models.registry import model_spec
 
     parser = build_parser()
@@ -118,31 +125,48 @@ def main(argv: list[str] | None = None) -> int:
     if args.resume:
         prepare_run_dir(args, TrainConfig())  # validates before configs are read
     train, model_config, saved = resolve_configs(args, spec.config_cls)
-    device = resolve_device(train.device)
+    with distributed_session(train.device) as (dist, device):
+        return _train(args, spec, train, model_config, saved, dist, device)
+
+
+def _train(args: argparse.Namespace, spec: Any, train: TrainConfig, model_config: Any, saved: dict[str, Any] | None,
+           dist: DistributedContext, device: torch.device) -> int:
+    """Train (every process under torchrun); rank 0 alone writes files, draws figures and evaluates."""
+    from data import load_dataset
+    from evaluation.evaluate import evaluate_run
+    from inference.figures import TrainingFigures
+    from inference.trainer import Trainer
+
+    dist.check_batch_size(train.batch_size)
+    Precision(train.precision, device)  # refuses fp16 without CUDA before anything is written
     dataset = load_dataset(train.dataset, train.data_dir)
     seed_everything(train.seed)
     model = spec.build(model_config, dataset.spec)  # refuses unsupported data before anything is written
-    out = prepare_run_dir(args, train)
+    out = args.out = dist.on_main(lambda: prepare_run_dir(args, train))
     if saved is None:
         config = {"schema_version": SCHEMA_VERSION, "model": args.model, "dataset": train.dataset,
                   "seed": train.seed, "train": to_jsonable(train), "model_options": to_jsonable(model_config),
-                  **provenance(device)}
+                  **provenance(device), **dist.describe()}
     else:
         config = saved
         config["train"]["epochs"] = train.epochs
-        config.setdefault("resumes", []).append({**provenance(device), "epochs": train.epochs})
-    write_json(out / CONFIG, config)
+        config.setdefault("resumes", []).append({**provenance(device), **dist.describe(), "epochs": train.epochs})
+    if dist.is_main:
+        write_json(out / CONFIG, config)
     dataset.split("val")  # fail on missing files before training starts
-    trainer = Trainer(model, model.objective(), train, dataset, out, args.model, device)
+    trainer = Trainer(model, model.objective(), train, dataset, out, args.model, device, dist)
     figures = TrainingFigures(model, dataset.spec, out, train)
     if args.resume:
         trainer.resume()
-    else:
+    elif dist.is_main:
         figures.samples(0)
     n_params = sum(p.numel() for p in model.parameters())
-    print(f"{args.model} on {train.dataset} ({dataset.spec.dim} dims, {n_params:,} parameters) on {device}; "
-          f"run directory {out}", flush=True)
+    if dist.is_main:
+        print(f"{args.model} on {train.dataset} ({dataset.spec.dim} dims, {n_params:,} parameters) on {device}"
+              f"{dist.summary()}; run directory {out}", flush=True)
     trainer.fit(on_epoch_end=figures.on_epoch_end)
+    if not dist.is_main:
+        return 0
     figures.final(trainer.state.epoch)
     best = _load_best(out, device)
     estimators = ["elbo"] if model.has_latents else ["exact"]

@@ -17,7 +17,8 @@ class TrainConfig:
                                                                     "per-user cache)", "resumable": True})
     epochs: int = field(default=10, metadata={"help": "epochs to train in all (raise it with --resume to go on)",
                                               "resumable": True})
-    batch_size: int = field(default=128, metadata={"help": "examples per optimisation step"})
+    batch_size: int = field(default=128, metadata={"help": "examples per optimisation step (under torchrun: the "
+                                                                  "global batch, split over the processes)"})
     lr: float = field(default=1e-3, metadata={"help": "Adam learning rate"})
     seed: int = field(default=0, metadata={"help": "seed of every random number generator"})
     device: Literal["auto", "cpu", "cuda"] = field(default="auto", metadata={
@@ -29,6 +30,9 @@ class TrainConfig:
                                                        "objective (0: never)", "resumable": True})
     grad_clip: float = field(default=0.0, metadata={"help": "clip the gradient norm to this value (0: off)"})
     val_batch_size: int = field(default=1000, metadata={"help": "examples per validation pass", "resumable": True})
+    precision: Literal["fp32", "bf16", "fp16"] = field(default="fp32", metadata={
+        "help": "arithmetic of the networks in training steps (autocast; fp16 with loss scaling, CUDA only); "
+                "validation and evaluation always run in fp32", "resumable": True})
 
     def validate(self) -> None:
         if self.dataset not in DATASETS:

@@ -6,10 +6,15 @@ optimiser (the same gradient as ``pyro.infer.SVI.step``; a torch optimiser keeps
 ``metrics.csv``, ``best.pt`` when the validation objective improves, ``checkpoint.pt`` always,
 figures. ``--resume`` restores weights, optimiser, scheduler and every RNG state, so a resumed run
 reproduces an uninterrupted one exactly.
+
+Under torchrun the loss runs in DistributedDataParallel with this process's share of each global
+batch and noise drawn for the global batch (``inference.distributed``), so P processes take the
+steps one process would; ``--precision`` runs the networks under autocast (``inference.precision``).
 """
 from __future__ import annotations
 
 import sys
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any, Callable
 
@@ -19,9 +24,11 @@ from tqdm import tqdm
 from core.errors import TrainingDiverged
 from core.run_dir import CHECKPOINT, METRICS, MetricsLog, load_checkpoint
 from core.seeding import rng_state, set_rng_state
-from data.dataset import Dataset
+from data.dataset import Dataset, epoch_batches
 from evaluation.units import bits_per_dim
+from inference.distributed import SINGLE_PROCESS, DistributedContext, GlobalNoise, PyroLoss, Shard
 from inference.epoch_loop import EpochLoop, TrainState
+from inference.precision import Precision
 from inference.train_config import TrainConfig
 
 VAL_SEED = 12345  # validation noise is the same every epoch, so epochs compare fairly
@@ -68,7 +75,10 @@ class Trainer(EpochLoop):
     """Train ``model`` on ``dataset`` with ``objective``, writing into ``run_dir``."""
 
     def __init__(self, model: Any, objective: Any, config: TrainConfig, dataset: Dataset, run_dir: Path,
-                 model_name: str, device: torch.device):
+                 model_name: str, device: torch.device, dist: DistributedContext = SINGLE_PROCESS):
+        dist.check_batch_size(config.batch_size)
+        self.dist = dist
+        self.precision = Precision(config.precision, device)
         self.model = model.to(device)
         self.objective = objective
         self.validation_objective = model.validation_objective()
@@ -81,6 +91,9 @@ class Trainer(EpochLoop):
         self.scheduler = make_scheduler(self.optimizer, config)
         self.metrics = MetricsLog(self.run_dir / METRICS)
         self.state = TrainState()
+        #: the summed loss as a module's forward; in DistributedDataParallel under torchrun
+        self.pyro_loss = PyroLoss(self.model, objective)
+        self.loss_module = dist.wrap(self.pyro_loss, device, static_graph=True)
 
     # ---- checkpoints -------------------------------------------------------------------------
     def checkpoint(self) -> dict[str, Any]:
@@ -89,6 +102,7 @@ class Trainer(EpochLoop):
             "model_state": self.model.state_dict(), "optimizer_state": self.optimizer.state_dict(),
             "scheduler_state": self.scheduler.state_dict(), "rng": rng_state(),
             "best_val": self.state.best_val, "best_epoch": self.state.best_epoch, "bad_epochs": self.state.bad_epochs,
+            **({"scaler_state": self.precision.state_dict()} if self.precision.scaler else {}),
         }
 
     def resume(self) -> None:
@@ -101,46 +115,57 @@ class Trainer(EpochLoop):
         self.optimizer.load_state_dict(state["optimizer_state"])
         self.scheduler.load_state_dict(state["scheduler_state"])
         set_rng_state(state["rng"])
+        self.precision.load_state_dict(state.get("scaler_state"))
         self.state = TrainState(int(state["epoch"]), int(state["step"]), float(state["best_val"]),
                                 int(state["best_epoch"]), int(state["bad_epochs"]))
-        self.metrics.truncate_after(self.state.epoch)
+        if self.dist.is_main:
+            self.metrics.truncate_after(self.state.epoch)
 
     # ---- one epoch ---------------------------------------------------------------------------
-    def _loss(self, x: torch.Tensor) -> torch.Tensor:
-        return self.objective.differentiable_loss(self.model.model, self.model.guide, x) / x.shape[0]
+    def _loss_sum(self, x: torch.Tensor, shard: Shard, module: torch.nn.Module | None = None) -> torch.Tensor:
+        """Summed loss of this process's examples x; under torchrun with noise drawn for the global batch."""
+        noise = GlobalNoise(shard, ("svi", self.config.seed, self.state.step)) if self.dist.enabled else nullcontext()
+        with noise, self.precision.networks(self.model):
+            return (module or self.loss_module)(x)
 
     def train_epoch(self, epoch: int) -> dict[str, float]:
         """One pass over the shuffled training data: ``train_loss``, the mean loss per example (nats)."""
         cfg = self.config
         x_all = self.dataset.train_epoch(epoch, cfg.seed).to(self.device)
-        order = torch.randperm(x_all.shape[0], generator=torch.Generator().manual_seed(cfg.seed * 1000003 + epoch))
-        batches = order.split(cfg.batch_size)
+        batches = epoch_batches(x_all.shape[0], cfg.batch_size, cfg.seed, epoch)
+        dist = self.dist
+        dist.reseed(cfg.seed, epoch)
         self.model.train()
         total = torch.zeros((), dtype=torch.float64, device=self.device)
         bar = tqdm(batches, desc=f"epoch {epoch}/{cfg.epochs}", leave=False, mininterval=1.0, file=sys.stderr,
-                   disable=None)
+                   disable=None if dist.is_main else True)
         for i, index in enumerate(bar):
-            x = x_all[index.to(self.device)]
+            shard = dist.shard(index)
+            x = x_all[shard.index.to(self.device)]
             if hasattr(self.objective, "kl_weight"):
                 self.objective.kl_weight = self.model.kl_weight(epoch - 1 + i / len(batches))
             rng_before = torch.get_rng_state()
-            loss = self._loss(x)
-            if not torch.isfinite(loss):
-                self._diverged(loss, x, rng_before, epoch)
+            loss_sum = self._loss_sum(x, shard)
+            # P * (this process's sum) / B_step: DDP's average over P processes gives the global mean's gradient
+            loss = loss_sum * dist.world_size / shard.global_size
+            step_loss = dist.all_reduce_sum(loss_sum.detach()) / shard.global_size  # the global mean, every rank
+            if not torch.isfinite(step_loss):
+                self._diverged(step_loss, x, shard, rng_before, epoch)
             self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if cfg.grad_clip:
-                torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
-            self.optimizer.step()
+            self.precision.backward(loss)
+            self.precision.step(self.optimizer, self.model.parameters(), cfg.grad_clip)
             self.state.step += 1
-            total += loss.detach().to(torch.float64) * x.shape[0]
+            if self.state.step == 1:
+                dist.broadcast_module(self.model)  # data-dependent initialisations saw one rank's rows
+            total += step_loss.to(torch.float64) * shard.global_size
         self.scheduler.step()
         return {"train_loss": float(total) / x_all.shape[0]}
 
-    def _diverged(self, loss: torch.Tensor, x: torch.Tensor, rng_before: torch.Tensor, epoch: int) -> None:
+    def _diverged(self, loss: torch.Tensor, x: torch.Tensor, shard: Shard, rng_before: torch.Tensor,
+                  epoch: int) -> None:
         def rerun() -> None:
             torch.set_rng_state(rng_before)
-            self._loss(x)
+            self._loss_sum(x, shard, self.pyro_loss)  # no DDP: the other processes take no part
 
         where = first_nonfinite_module(self.model, rerun)
         kept = f"last good checkpoint: epoch {self.state.epoch} in {self.run_dir / CHECKPOINT}" \
