@@ -38,7 +38,7 @@ from pathlib import Path
 import torch
 
 from benchmarks.flops import network_flops, peak_gflops
-from benchmarks.results_rows import append_rows, print_table, results_row
+from benchmarks.results_rows import emit, print_table, results_row
 from benchmarks.timing import add_device_arguments, setup_device
 from core.errors import run_cli
 from core.load_run import load_run
@@ -147,10 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     row = results_row(device, f"{run.config['dataset']}, first {n} test images",
                       f"{run.config['model']} {run.config['model_options'].get('hidden')} (run of "
                       f"{run.config.get('command', '?')})", f"throughput at K={k}", result)
-    print(row)
-    if args.append:
-        append_rows([row])
-    return 0
+    return emit([row], args.append)
 
 
 if __name__ == "__main__":

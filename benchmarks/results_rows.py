@@ -70,6 +70,15 @@ def append_rows(rows: Iterable[str], path: Path = RESULTS) -> None:
         handle.write(text)
 
 
+def emit(rows: list[str], append: bool) -> int:
+    """Print the RESULTS rows of a benchmark and, when asked, append them; the script's exit status (0)."""
+    for row in rows:
+        print(row)
+    if append:
+        append_rows(rows)
+    return 0
+
+
 def print_table(header: list[str], rows: list[list[object]]) -> None:
     """A plain fixed-width table on stdout: right-aligned columns sized to their widest entry."""
     cells = [[str(c) for c in header]] + [[str(c) for c in row] for row in rows]

@@ -34,7 +34,7 @@ from typing import Any, Callable
 
 import torch
 
-from benchmarks.results_rows import append_rows, print_table, results_row
+from benchmarks.results_rows import emit, print_table, results_row
 from benchmarks.timing import add_device_arguments, setup_device, timed
 from core.errors import DGMError, run_cli
 
@@ -225,11 +225,7 @@ def main(argv: list[str] | None = None) -> int:
             f"sampling speed, {sampler}; {speed_class(e, spec.dim)}",
             f"{rate(args.n / m.median)} images/s ({m.median:.3f} s per batch of {args.n}; {how})"))
     print_table(["model", "data", "fast/slow", "images/s", f"s per {args.n}", "extrapolated", "size"], table)
-    for row in rows:
-        print(row)
-    if args.append:
-        append_rows(rows)
-    return 0
+    return emit(rows, args.append)
 
 
 if __name__ == "__main__":

@@ -48,7 +48,7 @@ import pyro.poutine as poutine
 import torch
 import torch.nn.functional as F
 
-from benchmarks.results_rows import append_rows, print_table, results_row
+from benchmarks.results_rows import emit, print_table, results_row
 from benchmarks.timing import add_device_arguments, setup_device, synchronize
 from core.errors import DGMError, run_cli
 from data.specs import DATASETS
@@ -274,11 +274,7 @@ def main(argv: list[str] | None = None) -> int:
             f"steps/s, median of {args.blocks} interleaved blocks of {args.steps} steps; loss and gradients {checked} "
             f"on the same noise (rel. tol. {RTOL:g})", "; ".join(parts)))
     print_table(["group", "variant", "steps/s", "min..max", "time vs plain", "correctness (same noise)"], table)
-    for row in rows:
-        print(row)
-    if args.append:
-        append_rows(rows)
-    return 0
+    return emit(rows, args.append)
 
 
 if __name__ == "__main__":

@@ -31,9 +31,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-import torch
 
-from benchmarks.results_rows import append_rows, print_table, results_row
+from benchmarks.results_rows import emit, print_table, results_row
 from benchmarks.timing import add_device_arguments, setup_device
 from core.errors import DGMError, run_cli
 
@@ -216,10 +215,7 @@ def main(argv: list[str] | None = None) -> int:
             else f"(run trained by: {run_command})")
     row = results_row(device, dataset, model, estimator, result, command_note=note,
                       hardware=None if args.train else run_hardware(run_dir))
-    print(row)
-    if args.append:
-        append_rows([row])
-    return 0
+    return emit([row], args.append)
 
 
 if __name__ == "__main__":

@@ -187,6 +187,15 @@ def bdmc_run(run: Any, n: int, num_chains: int, options: AISOptions, *, split: s
     return out
 
 
+def add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options every AIS command on a run directory shares: chunking, seed, device, checkpoint, threads."""
+    parser.add_argument("--chunk-size", type=int, default=None, help="examples per chunk (default: automatic)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    parser.add_argument("--checkpoint", default="best", choices=["best", "last"])
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+
+
 def add_ais_arguments(parser: argparse.ArgumentParser, steps_flag: str = "--ais-steps", chains: bool = True) -> None:
     """The AIS options shared by the BDMC and GAN-likelihood commands."""
     defaults = AISOptions()
@@ -219,11 +228,7 @@ def main(argv: list[str] | None = None) -> int:
     add_ais_arguments(parser)
     parser.add_argument("--split", default="test", choices=["train", "val", "test"],
                         help="split whose first n examples serve as input templates (values unused)")
-    parser.add_argument("--chunk-size", type=int, default=None, help="examples per chunk (default: automatic)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    parser.add_argument("--checkpoint", default="best", choices=["best", "last"])
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    add_run_arguments(parser)
     args = parser.parse_args(argv)
     set_threads(args.threads)
     options = ais_options(args)

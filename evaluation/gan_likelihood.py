@@ -34,7 +34,7 @@ from core.errors import DGMError, run_cli
 from core.run_dir import SCHEMA_VERSION, provenance, write_json
 from core.seeding import seed_everything
 from evaluation.ais import AISOptions, run_ais
-from evaluation.bdmc import add_ais_arguments, ais_options, bidirectional_monte_carlo, summary
+from evaluation.bdmc import add_ais_arguments, add_run_arguments, ais_options, bidirectional_monte_carlo, summary
 from evaluation.diagnostics import standard_error
 from evaluation.estimators import check_num_samples
 from evaluation.units import bits_per_dim
@@ -150,11 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bdmc-n", type=int, default=None, help="examples simulated for BDMC (default: --limit; "
                         "0: no BDMC)")
     add_ais_arguments(parser)
-    parser.add_argument("--chunk-size", type=int, default=None, help="examples per chunk (default: automatic)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    parser.add_argument("--checkpoint", default="best", choices=["best", "last"])
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    add_run_arguments(parser)
     args = parser.parse_args(argv)
     set_threads(args.threads)
     options = ais_options(args)
