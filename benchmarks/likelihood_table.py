@@ -2,8 +2,8 @@
 
 ``python -m benchmarks.likelihood_table RUN_DIR [RUN_DIR ...] [--label NAME ...]`` reads, in each run
 directory, every ``eval_<split>*.json`` (``evaluation.evaluate``: naive MC, ELBO, IS, exact, AIS),
-``gan_likelihood.json`` (``evaluation.gan_likelihood``: AIS at the sigma chosen on validation, and the
-BDMC gap) and ``bdmc.json`` (``evaluation.bdmc``), and prints one markdown row per number:
+``gan_likelihood*.json`` (``evaluation.gan_likelihood``: AIS at the sigma chosen on validation, and the
+BDMC gap) and ``bdmc*.json`` (``evaluation.bdmc``; the star admits copies kept under other names), and prints one markdown row per number:
 
     model | examples | estimator (K) | NLL (nats) | bits/dim | seconds
 
@@ -82,9 +82,9 @@ def run_rows(run_dir: Path, label: str) -> list[str]:
     rows: list[str] = []
     for path in sorted(run_dir.glob("eval_*.json")):
         rows.extend(eval_rows(label, json.loads(path.read_text())))
-    for name, reader in (("gan_likelihood.json", gan_rows), ("bdmc.json", bdmc_rows)):
-        if (run_dir / name).exists():
-            rows.extend(reader(label, json.loads((run_dir / name).read_text())))
+    for pattern, reader in (("gan_likelihood*.json", gan_rows), ("bdmc*.json", bdmc_rows)):
+        for path in sorted(run_dir.glob(pattern)):
+            rows.extend(reader(label, json.loads(path.read_text())))
     if not rows:
         raise DGMError(f"{run_dir} holds no evaluation results (eval_*.json, gan_likelihood.json, bdmc.json)")
     return rows
