@@ -33,7 +33,6 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Callable, Iterator, TypeVar
 
-import pyro.distributions as dist
 import torch
 import torch.distributed as torch_dist
 from pyro.poutine.messenger import Messenger
