@@ -40,7 +40,6 @@ from tqdm import tqdm
 
 from core.errors import DGMError, TrainingDiverged
 from core.run_dir import CHECKPOINT, METRICS, MetricsLog, load_checkpoint
-from core.seeding import rng_state, set_rng_state
 from data.dataset import Dataset, epoch_batches
 from inference.adversarial_losses import AdversarialLoss, adversarial_loss, gradient_penalty
 from inference.distributed import SINGLE_PROCESS, DistributedContext, Shard, global_noise
@@ -115,15 +114,9 @@ class AdversarialTrainer(EpochLoop):
 
     # ---- checkpoints -------------------------------------------------------------------------
     def checkpoint(self) -> dict[str, Any]:
-        return {
-            "schema_version": 1, "model": self.model_name, "epoch": self.state.epoch, "step": self.state.step,
-            "model_state": self.model.state_dict(),
-            "optimizer_state": self.g_optimizer.state_dict(), "d_optimizer_state": self.d_optimizer.state_dict(),
-            "scheduler_state": self.g_scheduler.state_dict(), "d_scheduler_state": self.d_scheduler.state_dict(),
-            "rng": rng_state(), "best_val": self.state.best_val, "best_epoch": self.state.best_epoch,
-            "bad_epochs": self.state.bad_epochs,
-            **({"scaler_state": self.precision.state_dict()} if self.precision.scaler else {}),
-        }
+        return {**self.loop_state(), "model": self.model_name, "model_state": self.model.state_dict(),
+                "optimizer_state": self.g_optimizer.state_dict(), "d_optimizer_state": self.d_optimizer.state_dict(),
+                "scheduler_state": self.g_scheduler.state_dict(), "d_scheduler_state": self.d_scheduler.state_dict()}
 
     def resume(self) -> None:
         """Restore everything from ``checkpoint.pt`` and drop metrics rows written after it."""
@@ -138,12 +131,7 @@ class AdversarialTrainer(EpochLoop):
         self.d_optimizer.load_state_dict(state["d_optimizer_state"])
         self.g_scheduler.load_state_dict(state["scheduler_state"])
         self.d_scheduler.load_state_dict(state["d_scheduler_state"])
-        set_rng_state(state["rng"])
-        self.precision.load_state_dict(state.get("scaler_state"))
-        self.state = TrainState(int(state["epoch"]), int(state["step"]), float(state["best_val"]),
-                                int(state["best_epoch"]), int(state["bad_epochs"]))
-        if self.dist.is_main:
-            self.metrics.truncate_after(self.state.epoch)
+        self.restore_loop_state(state)
 
     # ---- one epoch ---------------------------------------------------------------------------
     def _step(self, optimizer: torch.optim.Optimizer, loss: torch.Tensor, params: Any) -> None:

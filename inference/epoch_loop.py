@@ -20,7 +20,9 @@ from pathlib import Path
 from typing import Any, Callable
 
 from core.run_dir import BEST, CHECKPOINT, MetricsLog, atomic_torch_save
+from core.seeding import rng_state, set_rng_state
 from inference.distributed import SINGLE_PROCESS, DistributedContext
+from inference.precision import Precision
 
 
 @dataclass
@@ -42,6 +44,23 @@ class EpochLoop:
     metrics: MetricsLog
     state: TrainState
     dist: DistributedContext = SINGLE_PROCESS
+    precision: Precision
+
+    def loop_state(self) -> dict[str, Any]:
+        """The checkpoint entries every trainer saves: where training stands, RNG states, the fp16 scaler."""
+        return {"schema_version": 1, "epoch": self.state.epoch, "step": self.state.step, "rng": rng_state(),
+                "best_val": self.state.best_val, "best_epoch": self.state.best_epoch,
+                "bad_epochs": self.state.bad_epochs,
+                **({"scaler_state": self.precision.state_dict()} if self.precision.scaler else {})}
+
+    def restore_loop_state(self, state: dict[str, Any]) -> None:
+        """Undo :meth:`loop_state` from a loaded checkpoint and drop ``metrics.csv`` rows written after it."""
+        set_rng_state(state["rng"])
+        self.precision.load_state_dict(state.get("scaler_state"))
+        self.state = TrainState(int(state["epoch"]), int(state["step"]), float(state["best_val"]),
+                                int(state["best_epoch"]), int(state["bad_epochs"]))
+        if self.dist.is_main:
+            self.metrics.truncate_after(self.state.epoch)
 
     def train_epoch(self, epoch: int) -> dict[str, float]:
         raise NotImplementedError

@@ -23,7 +23,6 @@ from tqdm import tqdm
 
 from core.errors import TrainingDiverged
 from core.run_dir import CHECKPOINT, METRICS, MetricsLog, load_checkpoint
-from core.seeding import rng_state, set_rng_state
 from data.dataset import Dataset, epoch_batches
 from evaluation.units import bits_per_dim
 from inference.distributed import SINGLE_PROCESS, DistributedContext, GlobalNoise, PyroLoss, Shard
@@ -97,13 +96,8 @@ class Trainer(EpochLoop):
 
     # ---- checkpoints -------------------------------------------------------------------------
     def checkpoint(self) -> dict[str, Any]:
-        return {
-            "schema_version": 1, "model": self.model_name, "epoch": self.state.epoch, "step": self.state.step,
-            "model_state": self.model.state_dict(), "optimizer_state": self.optimizer.state_dict(),
-            "scheduler_state": self.scheduler.state_dict(), "rng": rng_state(),
-            "best_val": self.state.best_val, "best_epoch": self.state.best_epoch, "bad_epochs": self.state.bad_epochs,
-            **({"scaler_state": self.precision.state_dict()} if self.precision.scaler else {}),
-        }
+        return {**self.loop_state(), "model": self.model_name, "model_state": self.model.state_dict(),
+                "optimizer_state": self.optimizer.state_dict(), "scheduler_state": self.scheduler.state_dict()}
 
     def resume(self) -> None:
         """Restore everything from ``checkpoint.pt`` and drop metrics rows written after it."""
@@ -114,12 +108,7 @@ class Trainer(EpochLoop):
         load_state(self.model, state, path, self.model_name)
         self.optimizer.load_state_dict(state["optimizer_state"])
         self.scheduler.load_state_dict(state["scheduler_state"])
-        set_rng_state(state["rng"])
-        self.precision.load_state_dict(state.get("scaler_state"))
-        self.state = TrainState(int(state["epoch"]), int(state["step"]), float(state["best_val"]),
-                                int(state["best_epoch"]), int(state["bad_epochs"]))
-        if self.dist.is_main:
-            self.metrics.truncate_after(self.state.epoch)
+        self.restore_loop_state(state)
 
     # ---- one epoch ---------------------------------------------------------------------------
     def _loss_sum(self, x: torch.Tensor, shard: Shard, module: torch.nn.Module | None = None) -> torch.Tensor:
