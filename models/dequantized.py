@@ -20,7 +20,6 @@ import math
 import pyro
 import pyro.distributions as dist
 import torch
-from pyro.distributions.transforms import AffineTransform
 
 from core.errors import DGMError
 
@@ -42,11 +41,12 @@ def sample_noise(x: torch.Tensor) -> torch.Tensor:
 
 
 def dequantized_gaussian(loc: torch.Tensor, scale: torch.Tensor, levels: int) -> dist.TorchDistribution:
-    """y = L * v with v ~ N(loc, scale^2) per pixel on the unit scale: a density on the integer scale.
+    """y = L v with v ~ N(loc, scale^2) per pixel on the unit scale: a density on the integer scale.
 
-    log p(y) = sum_d [log N(y_d / L; loc_d, scale_d^2) - log L]   (nats), event shape (C, H, W)."""
-    base = dist.Normal(loc, scale, validate_args=False)
-    return dist.TransformedDistribution(base, [AffineTransform(0.0, float(levels))], validate_args=False).to_event(3)
+    A scaled Gaussian is the Gaussian of the scaled moments, so this is N(L loc, (L scale)^2) and
+
+        log p(y) = sum_d [log N(y_d / L; loc_d, scale_d^2) - log L]   (nats), event shape (C, H, W)."""
+    return dist.Normal(levels * loc, levels * scale, validate_args=False).to_event(3)
 
 
 def quantize(y: torch.Tensor, levels: int) -> torch.Tensor:
