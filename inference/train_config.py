@@ -23,9 +23,11 @@ class TrainConfig:
     seed: int = field(default=0, metadata={"help": "seed of every random number generator"})
     device: Literal["auto", "cpu", "cuda"] = field(default="auto", metadata={
         "help": "auto uses a GPU when there is one", "resumable": True})
-    lr_schedule: Literal["constant", "cosine", "exponential"] = field(default="constant", metadata={
-        "help": "learning-rate schedule over epochs (cosine anneals to 0 at --epochs)"})
+    lr_schedule: Literal["constant", "cosine", "exponential", "burda"] = field(default="constant", metadata={
+        "help": "learning-rate schedule over epochs: cosine anneals to 0 at --epochs; burda is Burda et al. "
+                "(2016)'s 3^i epochs at lr 10^(-i/7), i = 0..7 (3280 epochs in all), then constant"})
     lr_decay: float = field(default=0.97, metadata={"help": "per-epoch factor of the exponential schedule"})
+    adam_eps: float = field(default=1e-8, metadata={"help": "epsilon of Adam's denominator (Burda et al.: 1e-4)"})
     patience: int = field(default=0, metadata={"help": "stop after this many epochs without a better validation "
                                                        "objective (0: never)", "resumable": True})
     grad_clip: float = field(default=0.0, metadata={"help": "clip the gradient norm to this value (0: off)"})
@@ -42,5 +44,7 @@ class TrainConfig:
                 raise DGMError(f"--{name.replace('_', '-')} must be at least 1")
         if not self.lr > 0:
             raise DGMError("--lr must be positive")
+        if not self.adam_eps > 0:
+            raise DGMError("--adam-eps must be positive")
         if self.patience < 0 or self.grad_clip < 0 or not 0 < self.lr_decay <= 1:
             raise DGMError("--patience and --grad-clip must be >= 0, --lr-decay in (0, 1]")

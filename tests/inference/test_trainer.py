@@ -139,3 +139,22 @@ def test_learning_rate_schedules(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 def test_kl_warmup_weight() -> None:
     model = VAE(VAEConfig(latent_dim=2, hidden=(8,), kl_warmup_epochs=4), load_dataset("binarized_digits").spec)
     assert [model.kl_weight(e) for e in (0, 1, 2, 6)] == [0.0, 0.25, 0.5, 1.0]
+
+
+def test_burda_schedule_gives_3_to_the_i_epochs_at_lr_times_10_to_the_minus_i_over_7() -> None:
+    """Stage i (i = 0..7) lasts 3^i epochs at lr * 10^(-i/7): 3280 epochs in all, then lr stays at lr / 10."""
+    from inference.trainer import make_adam, make_scheduler
+
+    config = TrainConfig(lr=1e-3, lr_schedule="burda", adam_eps=1e-4)
+    optimizer = make_adam([torch.nn.Parameter(torch.zeros(3))], config)
+    assert optimizer.param_groups[0]["eps"] == 1e-4
+    scheduler = make_scheduler(optimizer, config)
+    used = []
+    for _ in range(3290):
+        used.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    expected = [1e-3 * 10 ** (-i / 7) for i in range(8) for _ in range(3 ** i)]
+    assert len(expected) == 3280
+    assert used[:3280] == pytest.approx(expected, rel=1e-9)
+    assert used[3280:] == pytest.approx([1e-4] * 10, rel=1e-9)
