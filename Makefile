@@ -15,9 +15,10 @@ install: $(PY)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt -r requirements-dev.txt
 
 demo: install
-	$(PY) -m evaluation.demo --out $(DEMO_OUT)
+	$(PY) -m demo --out $(DEMO_OUT)
 
 test: install
+	$(VENV)/bin/lint-imports
 	$(PY) -m pytest
 
 notebooks: install

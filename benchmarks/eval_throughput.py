@@ -41,7 +41,7 @@ from benchmarks.flops import network_flops, peak_gflops
 from benchmarks.results_rows import emit, print_table, results_row
 from benchmarks.timing import add_device_arguments, setup_device
 from core.errors import run_cli
-from core.load_run import load_run
+from inference.training.load_run import load_run
 import evaluation.estimators as estimators
 
 C_OUT = 6  # FLOPs per decoder output for the log-probability (see the module docstring)

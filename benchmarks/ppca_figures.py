@@ -20,7 +20,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
 from evaluation.ground_truth import estimator_errors_vs_k, naive_error_by_dimension, spoil_diagonal_guide  # noqa: E402
-from evaluation.plots import ESTIMATOR_STYLE  # noqa: E402
+from core.plots import ESTIMATOR_STYLE  # noqa: E402
 from models.ppca import PPCA  # noqa: E402
 
 

@@ -7,7 +7,7 @@ D = 784 sequential steps, one per pixel: the naive sampler runs the whole networ
 needs (D steps of O(1) work), but both stay sequential.
 
 Every model is built through the public API (``models.registry`` with its default config, random
-initialisation, or ``core.load_run`` for ``--run RUN_DIR``) and sampled with ``model.sample(n)``,
+initialisation, or ``inference.training.load_run`` for ``--run RUN_DIR``) and sampled with ``model.sample(n)``,
 what users get; the ARMs' ``sample`` is the cached sampler, and the naive one is
 ``models.arm.sampling.sample_naive``. The work does not depend on the weights' values (a trained
 flow or GAN does the same arithmetic as a random one). Data: 8-bit MNIST (256 levels) for every
@@ -37,6 +37,13 @@ import torch
 from benchmarks.results_rows import emit, print_table, results_row
 from benchmarks.timing import add_device_arguments, setup_device, timed
 from core.errors import DGMError, run_cli
+import models  # noqa: F401  (fills the registry)
+from core.config import build_config
+from data.specs import DATASETS
+from models.registry import model_spec
+from models.arm.sampling import _draw
+from models.arm.sampling import sample_naive
+from inference.training.load_run import load_run
 
 
 @dataclass(frozen=True)
@@ -69,10 +76,6 @@ ARMS = ("pixelcnn", "gated_pixelcnn", "causal_conv1d")
 
 def build(entry: Entry, device: torch.device) -> torch.nn.Module:
     """The entry's model from the registry with its default config plus ``options``, random init (seed 0)."""
-    import models  # noqa: F401  (fills the registry)
-    from core.config import build_config
-    from data.specs import DATASETS
-    from models.registry import model_spec
 
     spec = model_spec(entry.model)
     torch.manual_seed(0)
@@ -90,7 +93,6 @@ def speed_class(entry: Entry, dim: int) -> str:
 
 def naive_step(model: Any, images: torch.Tensor, pixel: int) -> None:
     """One step of ``sample_naive``: a full forward pass, the pixel's conditional, a Gumbel-max draw."""
-    from models.arm.sampling import _draw
 
     width = model.spec.shape[2]
     r, c = divmod(pixel, width)
@@ -102,7 +104,6 @@ def sampler_fn(entry: Entry, model: Any, n: int, naive_full: bool, naive_pixels:
     """(a call to time, the factor its time is multiplied by to give the time of n images)."""
     if entry.sampler != "naive":
         return (lambda: model.sample(n)), 1
-    from models.arm.sampling import sample_naive
 
     if naive_full:
         return (lambda: sample_naive(model, n)), 1
@@ -154,7 +155,6 @@ def measure(entry: Entry, model: Any, n: int, device: torch.device, repeats: int
 
 def entries_from_runs(runs: list[Path], device: torch.device) -> list[tuple[Entry, Any, str]]:
     """Trained models from run directories (``best.pt``); ARMs get both samplers."""
-    from core.load_run import load_run
 
     out = []
     for run_dir in runs:

@@ -52,7 +52,7 @@ from benchmarks.results_rows import emit, print_table, results_row
 from benchmarks.timing import add_device_arguments, setup_device, synchronize
 from core.errors import DGMError, run_cli
 from data.specs import DATASETS
-from inference.elbo import AnalyticKLTrace_ELBO
+from inference.objectives.elbo import AnalyticKLTrace_ELBO
 from models.vae import VAE, VAEConfig
 
 VARIANTS = ["plain", "ours", "pyro_svi", "ours_compiled", "plain_compiled", "pyro_jit",

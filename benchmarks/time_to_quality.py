@@ -35,6 +35,7 @@ from typing import Any, Literal
 from benchmarks.results_rows import emit, print_table, results_row
 from benchmarks.timing import add_device_arguments, setup_device
 from core.errors import DGMError, run_cli
+from inference.train import train
 
 Direction = Literal["below", "above"]
 
@@ -120,7 +121,6 @@ def parse_sets(pairs: list[str]) -> dict[str, Any]:
 def train_until(model: str, out: Path, metric: str, target: float, direction: Direction, max_epochs: int,
                 device: str, options: dict[str, Any]) -> tuple[Crossing, float]:
     """Train one epoch per ``inference.train.train`` call until the metric crosses; (crossing, loop wall s)."""
-    from inference.train import train
 
     if out.exists() and any(out.iterdir()):
         raise DGMError(f"{out} is not empty; time to quality needs a fresh run directory")

@@ -28,6 +28,7 @@ import time
 from pathlib import Path
 
 from core.errors import DGMError, run_cli
+from evaluation.diagnostics import bootstrap_difference
 
 #: name -> the options that differ from the plain VAE (everything else is shared)
 CONFIGS: dict[str, list[str]] = {
@@ -125,7 +126,6 @@ def print_summary(out: Path, names: list[str], k: int) -> None:
     import pandas as pd
     import torch
 
-    from evaluation.diagnostics import bootstrap_difference
 
     print(f"\n| configuration | IS K={k} NLL | ELBO K={k} NLL (same samples) | IS - ELBO [95% CI] | epochs | "
           "train seconds |")

@@ -84,6 +84,18 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dic
     return state
 
 
+def load_state(model: torch.nn.Module, state: dict[str, Any], path: Path, expected_model: str) -> None:
+    """Load weights, turning a foreign or mismatched checkpoint into a one-line error."""
+    if state["model"] != expected_model:
+        raise DGMError(f"{path} holds a {state['model']!r} model, but the run is a {expected_model!r} model")
+    try:
+        model.load_state_dict(state["model_state"])
+    except RuntimeError as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        detail = " ".join(str(exc).split())[:300]
+        raise DGMError(f"{path} does not fit the model of its config ({first}: {detail})") from None
+
+
 def git_commit(cwd: Path | None = None) -> str:
     """The current git commit of the project (with ``-dirty`` if uncommitted changes), or "unknown"."""
     root = cwd or Path(__file__).resolve().parent.parent

@@ -39,11 +39,11 @@ import torch
 from core.config import OneLineErrorParser
 from core.device import set_threads
 from core.errors import DGMError, run_cli
-from core.load_run import LoadedRun, load_run
+from inference.training.load_run import LoadedRun, load_run
 from core.run_dir import atomic_write_text, provenance, write_json
 from evaluation.diagnostics import bootstrap_difference
 from evaluation.estimators import log_mean_exp, log_weight_chunks
-from inference.importance import log_weights
+from inference.objectives.importance import log_weights
 
 GAPS = ("inference_gap", "approximation_gap", "amortization_gap", "is_minus_elbo")
 

@@ -57,7 +57,8 @@ from evaluation.ais import (
 )
 from evaluation.diagnostics import standard_error
 from evaluation.estimators import check_num_samples, log_mean_exp
-from evaluation.units import bits_per_dim
+from core.units import bits_per_dim
+from inference.training.load_run import load_run
 
 
 @dataclass
@@ -234,7 +235,6 @@ def main(argv: list[str] | None = None) -> int:
     options = ais_options(args)
     check_num_samples(args.chains)
     device = resolve_device(args.device)
-    from core.load_run import load_run
 
     run = load_run(args.run_dir, which=args.checkpoint, device=device)
     bdmc_run(run, args.n, args.chains, options, split=args.split, seed=args.seed, pilot_chains=args.pilot_chains,

@@ -36,6 +36,9 @@ from torch import nn
 
 from core.config import OneLineErrorParser
 from core.errors import DGMError, run_cli
+from data import load_dataset
+from core.run_dir import git_commit, hardware
+from core.run_dir import atomic_torch_save
 
 #: data set -> the family whose classifier judges it
 FAMILY: dict[str, str] = {
@@ -151,8 +154,6 @@ def train_classifier(family: str, data_dir: str | None = None, epochs: int | Non
     Minimises the cross-entropy (nats) with Adam; runs under its own RNG (``fork_rng``), so training
     it in the middle of another run leaves that run's random numbers untouched.
     """
-    from data import load_dataset
-    from core.run_dir import git_commit, hardware
 
     if family not in DEFAULT_EPOCHS:
         raise DGMError(f"unknown classifier family {family!r}; choose one of {', '.join(DEFAULT_EPOCHS)}")
@@ -206,7 +207,6 @@ def classifier_path(family: str, directory: str | os.PathLike | None = None) -> 
 
 def save_classifier(classifier: FeatureClassifier, path: Path) -> None:
     """Write the classifier atomically as a plain dict of tensors, numbers and strings."""
-    from core.run_dir import atomic_torch_save
 
     atomic_torch_save({**classifier.info, "model_state": classifier.net.state_dict()}, Path(path))
     classifier.path = Path(path)

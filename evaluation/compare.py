@@ -34,6 +34,8 @@ from core.errors import DGMError, run_cli
 from core.run_dir import atomic_write_text, provenance, read_config
 from data.specs import DATASETS
 from evaluation.diagnostics import bootstrap_difference
+from core.plots import save_estimates_vs_k, save_gap_histograms, save_khat_histograms
+from evaluation.sample_quality import TABLE_HEADER, table_row
 
 HEADLINE_ORDER = ("exact", "importance_sampled", "elbo", "naive_monte_carlo")
 
@@ -163,7 +165,6 @@ def markdown_table(frame: pd.DataFrame, digits: int = 3) -> str:
 
 def write_figures(evaluations: list[RunEvaluation], out: Path) -> list[tuple[str, str]]:
     """The three figures; returns (file name, caption) of those written."""
-    from evaluation.plots import save_estimates_vs_k, save_gap_histograms, save_khat_histograms
 
     written = []
     estimates = {}
@@ -244,7 +245,6 @@ def write_report(evaluations: list[RunEvaluation], out: Path, num_resamples: int
 def sample_quality_section(evaluations: list[RunEvaluation]) -> list[str]:
     """Markdown lines: FD, KID and class statistics of each run's samples (``sample_quality_<split>.json``,
     written by ``evaluation.sample_quality``) with the floor of real training images per representation."""
-    from evaluation.sample_quality import TABLE_HEADER, table_row
 
     rows, floors = [], {}
     for ev in evaluations:

@@ -1,6 +1,6 @@
 """Estimators of log p(x) per example, for any Pyro model/guide pair (nats, float64).
 
-With K samples per example (``inference.importance.log_weights`` gives log w of shape (K, N)):
+With K samples per example (``inference.objectives.importance.log_weights`` gives log w of shape (K, N)):
 
     naive_monte_carlo   log (1/K) sum_k p(x | z_k),            z_k ~ p(z)       (unbiased in p, not log p)
     elbo                (1/K) sum_k log p(x, z_k) / q(z_k | x),  z_k ~ q(z | x)   (lower bound, any K)
@@ -28,7 +28,7 @@ from typing import Any, Callable, Iterator, Literal
 import torch
 
 from core.errors import DGMError
-from inference.importance import log_weights
+from inference.objectives.importance import log_weights
 
 #: elements of one observation-sized tensor per pass (K_pass * n * D): bounds peak memory; 2^20 (4 MiB of
 #: float32) was the fastest on CPU of 2^20, 2^22, 2^24 (cache), see benchmarks/eval_throughput.py.

@@ -26,12 +26,12 @@ import torch
 from core.config import OneLineErrorParser
 from core.device import resolve_device, set_threads
 from core.errors import DGMError, run_cli
-from core.load_run import LoadedRun, load_run
+from inference.training.load_run import LoadedRun, load_run
 from core.run_dir import SCHEMA_VERSION, atomic_write_text, provenance, write_json
 from evaluation.ais import AISOptions, run_ais
 from evaluation.diagnostics import effective_sample_size, pareto_khat, standard_error
 from evaluation.estimators import ESTIMATORS, check_estimates, check_num_samples, exact, has_exact, log_mean_exp, log_weight_chunks
-from evaluation.units import bits_per_dim
+from core.units import bits_per_dim
 
 #: k-hat (and ESS) are computed only from K >= 100 samples: PSIS fits the tail's largest ~3 sqrt(K) weights
 KHAT_MIN_K = 100

@@ -37,14 +37,15 @@ from evaluation.ais import AISOptions, run_ais
 from evaluation.bdmc import add_ais_arguments, add_run_arguments, ais_options, bidirectional_monte_carlo, summary
 from evaluation.diagnostics import standard_error
 from evaluation.estimators import check_num_samples
-from evaluation.units import bits_per_dim
+from core.units import bits_per_dim
+from models.registry import model_spec
+from inference.training.load_run import load_run
 
 DEFAULT_SIGMAS = (0.01, 0.02, 0.05, 0.1)
 
 
 def gaussian_gan(run: Any, sigma: float) -> Any:
     """The run's GAN rebuilt with ``observation="gaussian"`` and ``obs_sigma=sigma``, same weights, eval mode."""
-    from models.registry import model_spec
 
     if run.config.get("model") != "gan":
         raise DGMError(f"{run.run_dir} holds a {run.config.get('model')!r} model; gan_likelihood is for GAN runs "
@@ -155,7 +156,6 @@ def main(argv: list[str] | None = None) -> int:
     set_threads(args.threads)
     options = ais_options(args)
     device = resolve_device(args.device)
-    from core.load_run import load_run
 
     run = load_run(args.run_dir, which=args.checkpoint, device=device)
     gan_likelihood(run, args.sigmas, val_limit=args.val_limit, limit=args.limit, bdmc_n=args.bdmc_n,

@@ -22,7 +22,7 @@ import torch
 from pyro.poutine.util import site_is_subsample
 
 from core.errors import DGMError
-from inference.importance import per_example_log_prob
+from inference.objectives.importance import per_example_log_prob
 
 #: elements of one observation-sized tensor per grid chunk (points * N * D)
 ELEMENT_BUDGET = 1 << 22

@@ -37,6 +37,10 @@ import torch
 from core.config import OneLineErrorParser
 from core.errors import DGMError, run_cli
 from evaluation.classifier import FeatureClassifier, get_classifier
+from inference.training.load_run import load_run
+from core.run_dir import SCHEMA_VERSION, provenance, write_json
+from core.device import resolve_device
+from data import load_dataset
 
 __all__: Sequence[str] = ["FeatureReference", "class_statistics", "floor_sample_quality", "frechet_distance",
                           "kernel_distance", "model_sample_quality", "model_samples", "run_sample_quality",
@@ -254,8 +258,6 @@ def run_sample_quality(run: Any, n: int | None = None, split: str = "test", seed
          "floor": {the same keys, for real training images}, "reference": {test-set class statistics},
          "provenance": {...}}
     """
-    from core.load_run import load_run
-    from core.run_dir import SCHEMA_VERSION, provenance, write_json
 
     if not hasattr(run, "model"):
         run = load_run(run, device=device or "cpu")
@@ -322,9 +324,6 @@ def table_row(source: str, dataset: str, metrics: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from core.device import resolve_device
-    from core.load_run import load_run
-    from data import load_dataset
 
     parser = OneLineErrorParser(prog="python -m evaluation.sample_quality", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)

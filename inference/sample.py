@@ -9,8 +9,8 @@ import torch
 from core.config import OneLineErrorParser
 from core.device import resolve_device
 from core.errors import DGMError, run_cli
-from core.load_run import load_run
-from evaluation.plots import save_image_grid
+from inference.training.load_run import load_run
+from core.plots import save_image_grid
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -7,7 +7,12 @@ lists them). A fresh run needs an empty or new ``--out``; ``--resume`` continues
 option is refused).
 
 ``torchrun --nproc-per-node P -m inference.train MODEL ...`` trains on P processes (one per GPU, or
-CPU processes with gloo); see ``inference.distributed``.
+CPU processes with gloo); see ``inference.training.distributed``.
+
+One orchestration for every trainer: the model family's ``ModelSpec.trainer`` names a registered
+trainer class (``inference.training.registry``); this module resolves the options, prepares the run
+directory, builds the trainer (handing it the evaluation layer's services, ``evaluation.judge``),
+resumes, trains, draws the final figures and runs the trainer's final test evaluation.
 """
 from __future__ import annotations
 
@@ -17,19 +22,23 @@ from typing import Any
 
 import torch
 
+from dataclasses import fields
+
 from core.config import OneLineErrorParser, add_dataclass_arguments, build_config, explicit_options, to_jsonable
 from core.errors import DGMError, run_cli
-from core.run_dir import CHECKPOINT, CONFIG, SCHEMA_VERSION, provenance, read_config, write_json
+from core.run_dir import CHECKPOINT, CONFIG, SCHEMA_VERSION, load_checkpoint, provenance, read_config, write_json
 from core.seeding import seed_everything
-from inference.distributed import DistributedContext, distributed_session
-from inference.precision import Precision
-from inference.train_config import TrainConfig
+from data import load_dataset
+from evaluation.judge import EvaluationJudge
+from inference.training.config import TrainConfig
+from inference.training.distributed import DistributedContext, distributed_session
+from inference.training.load_run import load_run
+from inference.training.precision import Precision
+from inference.training.trainers import trainer_spec
+from models.registry import MODELS, ModelSpec, model_spec
 
 
 def build_parser() -> argparse.ArgumentParser:
-    import models  # noqa: F401  (fills the registry)
-    from models.registry import MODELS
-
     parser = OneLineErrorParser(prog="python -m inference.train", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="model", metavar="MODEL", parser_class=OneLineErrorParser)
@@ -44,22 +53,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _resumable(name: str) -> bool:
-    from dataclasses import fields
-
     return any(f.name == name and f.metadata.get("resumable") for f in fields(TrainConfig))
 
 
 def _resumable_flags() -> str:
-    from dataclasses import fields
-
     return ", ".join("--" + f.name.replace("_", "-") for f in fields(TrainConfig) if f.metadata.get("resumable"))
 
 
 def resolve_configs(args: argparse.Namespace, model_config_cls: type) -> tuple[TrainConfig, Any, dict[str, Any] | None]:
     """Fresh run: defaults (the family's own first) + command line. Resume: saved config, checked
     against the explicit options."""
-    from models.registry import model_spec
-
     train_opts = explicit_options(args, TrainConfig)
     model_opts = explicit_options(args, model_config_cls)
     if not args.resume:
@@ -91,8 +94,6 @@ def _normal(value: Any) -> Any:
 
 
 def _last_epoch(run_dir: Path) -> int:
-    from core.run_dir import load_checkpoint
-
     return int(load_checkpoint(run_dir / CHECKPOINT)["epoch"])
 
 
@@ -111,15 +112,9 @@ def prepare_run_dir(args: argparse.Namespace, train: TrainConfig) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from models.registry import model_spec
-
     parser = build_parser()
     args = parser.parse_args(argv)
     spec = model_spec(args.model)
-    if spec.trainer != "svi":
-        from inference.adversarial_train import main as adversarial_main  # the GAN trainer
-
-        return adversarial_main(args)
     if args.resume and args.out is None:
         raise DGMError("--resume needs --out RUN_DIR")
     if args.resume:
@@ -129,67 +124,63 @@ def main(argv: list[str] | None = None) -> int:
         return _train(args, spec, train, model_config, saved, dist, device)
 
 
-def _train(args: argparse.Namespace, spec: Any, train: TrainConfig, model_config: Any, saved: dict[str, Any] | None,
-           dist: DistributedContext, device: torch.device) -> int:
-    """Train (every process under torchrun); rank 0 alone writes files, draws figures and evaluates."""
-    from data import load_dataset
-    from evaluation.evaluate import evaluate_run
-    from inference.figures import TrainingFigures
-    from inference.trainer import Trainer
+def run_config(args: argparse.Namespace, train: TrainConfig, model_config: Any, saved: dict[str, Any] | None,
+               dist: DistributedContext, device: torch.device) -> dict[str, Any]:
+    """``config.json``: fresh (every resolved option, provenance) or the saved one with this resume noted."""
+    if saved is None:
+        return {"schema_version": SCHEMA_VERSION, "model": args.model, "dataset": train.dataset,
+                "seed": train.seed, "train": to_jsonable(train), "model_options": to_jsonable(model_config),
+                **provenance(device), **dist.describe()}
+    saved["train"]["epochs"] = train.epochs
+    saved.setdefault("resumes", []).append({**provenance(device), **dist.describe(), "epochs": train.epochs})
+    return saved
 
+
+def _train(args: argparse.Namespace, spec: ModelSpec, train: TrainConfig, model_config: Any,
+           saved: dict[str, Any] | None, dist: DistributedContext, device: torch.device) -> int:
+    """Train (every process under torchrun); rank 0 alone writes files, draws figures and evaluates."""
+    trainer_cls = trainer_spec(spec.trainer).cls
     dist.check_batch_size(train.batch_size)
     Precision(train.precision, device)  # refuses fp16 without CUDA before anything is written
     dataset = load_dataset(train.dataset, train.data_dir)
     seed_everything(train.seed)
     model = spec.build(model_config, dataset.spec)  # refuses unsupported data before anything is written
+    trainer_cls.check_options(train, model)
     out = args.out = dist.on_main(lambda: prepare_run_dir(args, train))
-    if saved is None:
-        config = {"schema_version": SCHEMA_VERSION, "model": args.model, "dataset": train.dataset,
-                  "seed": train.seed, "train": to_jsonable(train), "model_options": to_jsonable(model_config),
-                  **provenance(device), **dist.describe()}
-    else:
-        config = saved
-        config["train"]["epochs"] = train.epochs
-        config.setdefault("resumes", []).append({**provenance(device), **dist.describe(), "epochs": train.epochs})
     if dist.is_main:
-        write_json(out / CONFIG, config)
+        write_json(out / CONFIG, run_config(args, train, model_config, saved, dist, device))
     dataset.split("val")  # fail on missing files before training starts
-    trainer = Trainer(model, model.objective(), train, dataset, out, args.model, device, dist)
-    figures = TrainingFigures(model, dataset.spec, out, train)
+    trainer = trainer_cls(model, train, dataset, out, args.model, device, dist, EvaluationJudge())
     if args.resume:
         trainer.resume()
     elif dist.is_main:
-        figures.samples(0)
-    n_params = sum(p.numel() for p in model.parameters())
+        trainer.figures.samples(0)
     if dist.is_main:
-        print(f"{args.model} on {train.dataset} ({dataset.spec.dim} dims, {n_params:,} parameters) on {device}"
-              f"{dist.summary()}; run directory {out}", flush=True)
-    trainer.fit(on_epoch_end=figures.on_epoch_end)
+        print(f"{args.model} on {train.dataset} ({trainer.describe()}) on {device}{dist.summary()}; "
+              f"run directory {out}", flush=True)
+    trainer.fit(on_epoch_end=trainer.figures.on_epoch_end if dist.is_main else None)
     if not dist.is_main:
         return 0
-    figures.final(trainer.state.epoch)
-    best = _load_best(out, device)
-    estimators = ["elbo"] if model.has_latents else ["exact"]
-    evaluate_run(best, "test", estimators, [1], device=device)
+    trainer.figures.final(trainer.state.epoch, _first_test_images(dataset))
+    trainer.final_evaluation(load_run(out, "best", device=device))
     return 0
 
 
-def _load_best(out: Path, device: torch.device) -> Any:
-    from core.load_run import load_run
-
-    return load_run(out, "best", device=device)
-
+def _first_test_images(dataset: Any, n: int = 2) -> torch.Tensor | None:
+    """The first test images, for figures that show data (None when the test split cannot be read)."""
+    try:
+        return dataset.split("test")[:n]
+    except DGMError:
+        return None
 
 
 def train(model: str, out: str | Path, *, resume: bool = False, **options: Any):
     """Python entry point (notebooks, scripts): ``train("vae", "runs/x", dataset="digits", epochs=5)``.
 
     Keyword options are the command-line options with underscores (``latent_dim=2``; tuples for
-    multi-valued ones). Resumes when ``resume`` is True; returns the :class:`core.load_run.LoadedRun`
+    multi-valued ones). Resumes when ``resume`` is True; returns the :class:`inference.training.load_run.LoadedRun`
     of ``best.pt``.
     """
-    from core.load_run import load_run
-
     argv = [model, "--out", str(out)] + (["--resume"] if resume else [])
     for key, value in options.items():
         flag = "--" + key.replace("_", "-")

@@ -7,9 +7,6 @@ guide and are trained by exact maximum likelihood through the same SVI loss.
 """
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any
-
 import torch
 from torch import nn
 
@@ -18,9 +15,15 @@ from data.specs import DatasetSpec
 
 
 class GenerativeModel(nn.Module):
-    """Base class: a Pyro ``model``/``guide`` pair over images (N, C, H, W) on the data scale."""
+    """A :class:`models.protocols.Story` as a ``torch.nn.Module`` over images (N, C, H, W) on the data scale.
 
-    #: number of plate dimensions the story uses (the data plate); particles go one further left
+    The parameters live in the module, so ``state_dict`` is the whole trainable state. Only what every
+    story has is here; optional capabilities (a training objective, an exact marginal, validation
+    statistics, figures) are the protocols of ``models.protocols``, implemented by the stories that
+    have them.
+    """
+
+    #: plate dimensions the story uses (the data plate), as Pyro's ``max_plate_nesting``
     max_plate_nesting: int = 1
     #: whether the story has latent sample sites (False for flows and ARMs)
     has_latents: bool = True
@@ -39,27 +42,6 @@ class GenerativeModel(nn.Module):
     def sample(self, n: int, *, mean: bool = False) -> torch.Tensor:
         """``n`` images (n, C, H, W) on the data scale; ``mean=True`` gives E[x | z] where defined."""
         raise NotImplementedError
-
-    def objective(self) -> Any:
-        """The training loss: our ELBO with one sample (exact -log p(x) when there are no latents)."""
-        return self.validation_objective()
-
-    def validation_objective(self) -> Any:
-        """What validation reports: the ELBO with analytic KL, split into recon and KL."""
-        from inference.elbo import AnalyticKLTrace_ELBO
-
-        return AnalyticKLTrace_ELBO(num_particles=1, max_plate_nesting=self.max_plate_nesting)
-
-    def kl_weight(self, epoch: float) -> float:
-        """Weight of the KL term at (fractional) ``epoch``; 1 unless the model warms up."""
-        return 1.0
-
-    def final_figures(self, run_dir: Path) -> None:
-        """Model-specific figures written once training ends (e.g. the VAE's 2-D manifold)."""
-
-    def validation_extras(self, x: torch.Tensor) -> dict[str, float]:
-        """Model-specific validation statistics for ``metrics.csv`` (names without the ``val_`` prefix)."""
-        return {}
 
     def check_data(self, x: torch.Tensor) -> None:
         """Refuse data outside the model's support with a one-line error."""

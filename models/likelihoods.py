@@ -14,6 +14,9 @@ import torch
 
 from core.errors import DGMError
 from data.specs import DATASETS, DatasetSpec
+from models.distributions.discretized_logistic_mixture import DiscretizedLogisticMixture
+from models.dequantized import MIN_LOG_SCALE as FLOOR
+from models.dequantized import dequantized_gaussian
 
 
 @dataclass(frozen=True)
@@ -94,7 +97,6 @@ def _mixture_parameters(params: torch.Tensor, spec: DatasetSpec, components: int
 def logistic_mixture_likelihood(components: int = MIXTURE_COMPONENTS) -> Likelihood:
     """x_d ~ mixture of ``components`` discretized logistics over the data's levels (3M parameters a pixel),
     independent over pixels; see ``models.distributions.discretized_logistic_mixture``."""
-    from models.distributions.discretized_logistic_mixture import DiscretizedLogisticMixture
 
     if not isinstance(components, int) or components < 1:
         raise DGMError(f"a logistic mixture needs at least 1 component, got {components!r}")
@@ -115,7 +117,6 @@ LIKELIHOODS["logistic_mixture"] = logistic_mixture_likelihood()
 # ---- Gaussian on dequantized data scaled to [0, 1) (models.dequantized) -------------------------
 def _gaussian_parameters(params: torch.Tensor, spec: DatasetSpec) -> tuple[torch.Tensor, torch.Tensor]:
     """(..., 2C, H, W) -> loc = sigmoid(a) in (0, 1) and scale = exp(max(b, MIN_LOG_SCALE)), each (..., C, H, W)."""
-    from models.dequantized import MIN_LOG_SCALE as FLOOR
 
     a, b = params.unflatten(-3, (2, spec.shape[0])).unbind(-4)
     return torch.sigmoid(a), b.clamp_min(FLOOR).exp()
@@ -123,7 +124,6 @@ def _gaussian_parameters(params: torch.Tensor, spec: DatasetSpec) -> tuple[torch
 
 def _dequantized_gaussian(params: torch.Tensor, spec: DatasetSpec) -> dist.TorchDistribution:
     """y = x + u on the integer scale, y / L ~ N(loc, scale^2) per pixel (``models.dequantized``)."""
-    from models.dequantized import dequantized_gaussian
 
     return dequantized_gaussian(*_gaussian_parameters(params, spec), spec.levels)
 

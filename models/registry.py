@@ -1,4 +1,4 @@
-"""The registry of trainable models: name -> config dataclass, builder, trainer kind.
+"""The registry of trainable models: name -> config dataclass, builder, the name of its trainer.
 
 A model module registers itself with :func:`register_model`; ``python -m inference.train NAME``,
 ``load_run`` and the generic tests all read this registry, so a registered model is reachable
@@ -7,7 +7,7 @@ from the command line and tested the moment it is registered.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Literal
+from typing import Any, Callable
 
 from core.errors import DGMError
 from data.specs import DatasetSpec
@@ -20,7 +20,8 @@ class ModelSpec:
     name: str
     config_cls: type
     build: Callable[[object, DatasetSpec], object]
-    trainer: Literal["svi", "adversarial"]
+    #: the name of its trainer in inference.training.registry (svi: any Pyro model/guide pair)
+    trainer: str
     description: str
     #: TrainConfig defaults this family needs (e.g. the GAN's lr 2e-4); the command line still wins
     train_defaults: dict[str, Any] = field(default_factory=dict)
@@ -29,7 +30,7 @@ class ModelSpec:
 MODELS: dict[str, ModelSpec] = {}
 
 
-def register_model(name: str, config_cls: type, trainer: Literal["svi", "adversarial"] = "svi",
+def register_model(name: str, config_cls: type, trainer: str = "svi",
                    description: str = "", train_defaults: dict[str, Any] | None = None) -> Callable:
     """Decorator for ``build(config, dataset_spec) -> GenerativeModel`` functions."""
 

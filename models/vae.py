@@ -37,9 +37,11 @@ import torch.nn.functional as F
 
 from core.errors import DGMError
 from data.specs import DatasetSpec
+from core.plots import manifold_latents, save_image_grid
 from models.base import GenerativeModel
 from models.dequantized import NOISE_SITE, quantize, sample_noise, uniform_noise
 from models.likelihoods import likelihood
+from models.protocols import ObjectiveRequest
 from models.networks import Activation, ConvDecoder, ConvEncoder, MLPDecoder, MLPEncoder
 from models.registry import register_model
 from models.vae_flows import check_flow_options, flow_posterior, flow_prior, posterior_layers, prior_layers
@@ -226,34 +228,20 @@ class VAE(GenerativeModel):
             eps = layer(eps)
         return eps
 
-    def objective(self) -> Any:
-        """ELBO with ``num_particles`` samples (vectorised), or the IWAE bound with K = ``num_particles``."""
-        from inference.elbo import AnalyticKLTrace_ELBO
-        from inference.iwae import IWAE_ELBO
+    def training_objective(self) -> ObjectiveRequest:
+        """ELBO with ``num_particles`` samples (vectorised) and KL warm-up, or the IWAE bound with K = ``num_particles``."""
+        return ObjectiveRequest(self.config.objective, self.config.num_particles, self.config.kl_warmup_epochs)
 
-        k = self.config.num_particles
-        if self.config.objective == "iwae":
-            return IWAE_ELBO(num_particles=k, max_plate_nesting=self.max_plate_nesting)
-        return AnalyticKLTrace_ELBO(num_particles=k, vectorize_particles=k > 1,
-                                    max_plate_nesting=self.max_plate_nesting)
-
-    def final_figures(self, run_dir: Path) -> None:
+    def final_figures(self, run_dir: Path, test_images: torch.Tensor | None = None) -> None:
         """For a 2-D latent space: decoder means on a grid of z placed by the inverse normal CDF (then
         through the prior flow, if any: quantiles of the base distribution mapped by g)."""
         if self.latent_dim != 2:
             return
-        from evaluation.plots import manifold_latents, save_image_grid
-
         steps = 20
         with torch.no_grad():
             z = self.prior_flow_forward(manifold_latents(steps).to(next(self.parameters()).device))
         save_image_grid(self.decode_mean(z), self.spec.levels, run_dir / "manifold.png",
                         title="decoder means on a 2-D latent grid", nrow=steps)
-
-    def kl_weight(self, epoch: float) -> float:
-        """KL warm-up: beta = min(1, epoch / kl_warmup_epochs), epoch counted fractionally."""
-        warmup = self.config.kl_warmup_epochs
-        return 1.0 if warmup <= 0 else min(1.0, epoch / warmup)
 
     @torch.no_grad()
     def validation_extras(self, x: torch.Tensor) -> dict[str, float]:

@@ -26,7 +26,7 @@ transforms, log p(z) by the change of variables through their closed-form invers
     maf       MAF layers (one-pass density, D-pass sampling), MADE orders alternating
 
 Neither KL(q || p) has a closed form once a flow is involved; our ``AnalyticKLTrace_ELBO`` then uses
-the Monte-Carlo term log q(z | x) - log p(z) of the same sample (``inference.elbo``), and the IWAE
+the Monte-Carlo term log q(z | x) - log p(z) of the same sample (``inference.objectives.elbo``), and the IWAE
 bound and every estimator use log q from the guide's trace the same way.
 """
 from __future__ import annotations

@@ -31,6 +31,7 @@ from core.errors import DGMError
 from data.specs import DatasetSpec
 from models.base import GenerativeModel
 from models.likelihoods import Likelihood, likelihood
+from models.arm.sampling import sample_cached
 
 HeadName = Literal["auto", "bernoulli", "categorical", "logistic_mixture"]
 
@@ -161,7 +162,6 @@ class AutoregressiveModel(GenerativeModel):
         E[x_i | x_<i] instead of the drawn x_i (there is no latent to condition on, so this is the
         ARM's counterpart of a decoder mean). A conditional model without ``y`` cycles through the classes.
         """
-        from models.arm.sampling import sample_cached
 
         if n < 1:
             raise DGMError(f"the number of samples must be at least 1, got {n}")

@@ -24,6 +24,10 @@ from core.errors import DGMError
 from models.flows.base import FlowTransform
 from models.flows.image import ImageFlowTransform
 from models.flows.registry import register_transform
+from models.flows.actnorm import ActNorm
+from models.flows.conv_coupling import conv_affine_coupling
+from models.flows.registry import randomize_
+from models.flows.squeeze import Squeeze, Unsqueeze
 
 
 class Chain(ImageFlowTransform):
@@ -73,10 +77,6 @@ class Chain(ImageFlowTransform):
 
 
 def _example(shape: tuple[int, ...], ctx: int, gen: torch.Generator) -> Chain:
-    from models.flows.actnorm import ActNorm
-    from models.flows.conv_coupling import conv_affine_coupling
-    from models.flows.registry import randomize_
-    from models.flows.squeeze import Squeeze, Unsqueeze
 
     c, h, w = shape
     parts = [Squeeze(), conv_affine_coupling((4 * c, h // 2, w // 2), "channel", 0, hidden=6, blocks=0),

@@ -28,7 +28,6 @@ minimises the negative ELBO (with uniform noise: maximum likelihood of the dequa
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -44,6 +43,7 @@ from models.base import GenerativeModel
 from models.flows.architectures import build_architecture
 from models.flows.base import FlowTransform
 from models.flows.dequantization import VariationalDequantization
+from models.flows.flow_figures import save_flow_figures
 from models.flows.multiscale import IMAGE_ARCHITECTURES
 from models.flows.preprocessing import preprocessing
 from models.networks import Activation
@@ -217,23 +217,10 @@ class FlowDensity(GenerativeModel):
         """Continuous images y on the data scale -> floor(y) (or y - 1/2 when ``mean``) clamped to the levels."""
         return (y - 0.5 if mean else y.floor()).clamp(0, self.spec.levels - 1)
 
-    def final_figures(self, run_dir: Path) -> None:
-        """``bpd_curves.png``: train and validation bits/dim per epoch (of the discrete data: the
-        dequantization bound -ELBO / (D ln 2), the training objective and ``val_bpd``);
-        ``samples_temperatures.png`` and ``interpolation.png`` (``models.flows.flow_figures``)."""
-        from core.run_dir import METRICS, MetricsLog
-        from evaluation.plots import save_curves
-        from models.flows.flow_figures import save_flow_figures
-
-        save_flow_figures(self, Path(run_dir))
-        rows = MetricsLog(Path(run_dir) / METRICS).rows()
-        if not rows:
-            return
-        scale = self.spec.dim * math.log(2.0)
-        series = {"train (objective)": [float(r["train_loss"]) / scale for r in rows],
-                  "validation": [float(r["val_bpd"]) for r in rows]}
-        save_curves([int(r["epoch"]) for r in rows], series, "bits/dim (dequantization bound)",
-                    Path(run_dir) / "bpd_curves.png", f"flow on {self.spec.name}: bits/dim per epoch")
+    def final_figures(self, run_dir: Path, test_images: torch.Tensor | None = None) -> None:
+        """``samples_temperatures.png`` and ``interpolation.png`` between the first two test images
+        (``models.flows.flow_figures``)."""
+        save_flow_figures(self, Path(run_dir), test_images)
 
 
 @register_model("flow", FlowConfig, description="normalizing flow (RealNVP, MAF, NICE; multi-scale RealNVP and "

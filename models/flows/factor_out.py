@@ -34,6 +34,9 @@ from models.flows.base import FlowTransform
 from models.flows.chain import Chain
 from models.flows.image import ImageFlowTransform
 from models.flows.registry import register_transform
+from models.flows.conv_coupling import conv_affine_coupling
+from models.flows.registry import randomize_
+from models.flows.squeeze import Squeeze, Unsqueeze
 
 
 class FactorOut(ImageFlowTransform):
@@ -74,9 +77,6 @@ class FactorOut(ImageFlowTransform):
 
 
 def _example(shape: tuple[int, ...], ctx: int, gen: torch.Generator) -> FactorOut:
-    from models.flows.conv_coupling import conv_affine_coupling
-    from models.flows.registry import randomize_
-    from models.flows.squeeze import Squeeze, Unsqueeze
 
     c, h, w = shape
     keep = c // 2

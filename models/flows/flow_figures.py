@@ -6,9 +6,9 @@
   pixel's bin), likewise z_b, then y(t) = f((1 - t) z_a + t z_b) for t in [0, 1]; the ends give back
   x_a and x_b exactly (up to float error), since f is a bijection.
 
-``save_flow_figures`` writes ``samples_temperatures.png`` and ``interpolation.png`` (between the
-first two test images of the run's data set) into a run directory; the functions also serve
-notebooks.
+``save_flow_figures`` writes ``samples_temperatures.png`` and ``interpolation.png`` (between two
+given images, the first two test images when the trainer calls it) into a run directory; the
+functions also serve notebooks.
 """
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from typing import Any, Sequence
 import torch
 
 from core.errors import DGMError
-from evaluation.plots import save_image_grid
+from core.plots import save_image_grid
 
 TEMPERATURES = (0.5, 0.7, 0.85, 1.0)
 FIGURE_SEED = 2024
@@ -48,7 +48,8 @@ def interpolate(model: Any, x_a: torch.Tensor, x_b: torch.Tensor, steps: int = 9
 
 
 def save_flow_figures(model: Any, run_dir: Path, images: torch.Tensor | None = None) -> None:
-    """Write ``samples_temperatures.png`` and ``interpolation.png`` (first two test images unless given)."""
+    """Write ``samples_temperatures.png``, and ``interpolation.png`` between ``images[0]`` and ``images[1]``
+    when at least two images are given."""
     run_dir = Path(run_dir)
     was_training = model.training
     model.eval()
@@ -57,23 +58,9 @@ def save_flow_figures(model: Any, run_dir: Path, images: torch.Tensor | None = N
         grid = samples_at_temperatures(model, TEMPERATURES, 8, generator)
         save_image_grid(grid, model.spec.levels, run_dir / "samples_temperatures.png", nrow=8,
                         title="rows: temperature " + ", ".join(f"{t:g}" for t in TEMPERATURES))
-        if images is None:
-            images = _first_test_images(model, run_dir)
-        if images is not None:
+        if images is not None and images.shape[0] >= 2:
             path = interpolate(model, images[0], images[1], 9)
             save_image_grid(model.quantize(path, mean=True), model.spec.levels, run_dir / "interpolation.png", nrow=9,
                             title="latent interpolation between two test images")
     finally:
         model.train(was_training)
-
-
-def _first_test_images(model: Any, run_dir: Path) -> torch.Tensor | None:
-    """The first two test images of the run's data set (None when the data cannot be read)."""
-    from core.run_dir import read_config
-    from data import load_dataset
-
-    try:
-        data_dir = read_config(run_dir).get("train", {}).get("data_dir")
-        return load_dataset(model.spec.name, data_dir).split("test")[:2]
-    except DGMError:
-        return None

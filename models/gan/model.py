@@ -28,7 +28,7 @@ Guide: z ~ p(z), the prior (a GAN has no encoder), so that ``elbo`` is E_p(z)[lo
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal, Optional
+from typing import Any, Literal, Optional, get_args
 
 import pyro
 import pyro.distributions as dist
@@ -42,6 +42,8 @@ from models.gan.networks import DCGANDiscriminator, DCGANGenerator, MLPDiscrimin
 from models.registry import register_model
 
 LossName = Literal["minimax", "non_saturating", "hinge", "wgan_gp"]
+#: the adversarial losses a GAN can be trained with (``inference.objectives.adversarial_losses`` defines them)
+LOSS_NAMES: tuple[str, ...] = get_args(LossName)
 
 
 @dataclass
@@ -77,10 +79,8 @@ class GANConfig:
                 "(0: no validation; best.pt is the last epoch)"})
 
     def validate(self) -> None:
-        from inference.adversarial_losses import LOSSES
-
-        if self.loss not in LOSSES:
-            raise DGMError(f"unknown GAN loss {self.loss!r}; choose one of {', '.join(LOSSES)}")
+        if self.loss not in LOSS_NAMES:
+            raise DGMError(f"unknown GAN loss {self.loss!r}; choose one of {', '.join(LOSS_NAMES)}")
         if self.latent_dim < 1:
             raise DGMError(f"--latent-dim must be at least 1, got {self.latent_dim}")
         if not self.hidden or any(h < 1 for h in self.hidden):
@@ -195,7 +195,7 @@ class GAN(GenerativeModel):
         draw = self.observation(logits).sample()
         return quantize(draw, self.spec.levels) if self.dequantized else draw
 
-    def objective(self) -> Any:
+    def training_objective(self) -> Any:
         raise DGMError("a GAN is trained by the adversarial trainer (python -m inference.train gan), not by SVI")
 
     # ---- checkpoints --------------------------------------------------------------------------

@@ -132,7 +132,7 @@ def test_bad_number_of_chains_and_empty_data(ppca):
 
 
 def test_models_without_latents_are_refused():
-    from core.load_run import build_model
+    from inference.training.load_run import build_model
 
     flow, _, _ = build_model({"model": "flow", "dataset": "digits", "model_options": {}, "train": {}})
     x = torch.zeros(2, *DATASETS["digits"].shape)
@@ -168,7 +168,7 @@ def test_dequantization_noise_is_held_fixed_and_the_estimate_matches_importance_
 
 def test_works_on_a_tiny_vae_and_agrees_with_importance_sampling():
     """An untrained tiny VAE on binarized digits: AIS (K = 8, 100 steps) agrees with IS at K = 2000."""
-    from core.load_run import build_model
+    from inference.training.load_run import build_model
 
     torch.manual_seed(0)
     vae, _, _ = build_model({"model": "vae", "dataset": "binarized_digits",

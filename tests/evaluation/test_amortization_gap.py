@@ -10,7 +10,7 @@ import torch
 from core.errors import DGMError, run_cli
 from data.specs import DATASETS
 from evaluation.amortization_gap import amortization_gap, local_guide, main
-from inference.importance import log_weights
+from inference.objectives.importance import log_weights
 from inference.train import main as train_main
 from models.vae import VAE, VAEConfig
 from tests.conftest import cli

@@ -133,7 +133,7 @@ def test_compare_refuses_an_unevaluated_run(runs, tmp_path, capsys):
 
 
 def test_demo_quick_ends_with_the_comparison_report(tmp_path, capsys):
-    from evaluation.demo import main as demo_main
+    from demo.main_job import main as demo_main
 
     code, out, err = cli(demo_main, ["--out", tmp_path / "demo", "--quick"], capsys)
     assert code == 0, err

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from core.errors import DGMError
-from core.load_run import load_run
+from inference.training.load_run import load_run
 from evaluation.ais import annealed_importance_sampling
 from evaluation.diagnostics import standard_error
 from evaluation.estimators import importance_sampled

@@ -34,7 +34,7 @@ def test_quadrature_refuses_models_it_cannot_integrate():
 @pytest.fixture(scope="module")
 def vae_2d():
     """A VAE with a 2-D latent space and a Bernoulli decoder, trained for ~3 s on binarized digits."""
-    from inference.elbo import AnalyticKLTrace_ELBO
+    from inference.objectives.elbo import AnalyticKLTrace_ELBO
     from models.vae import VAE, VAEConfig
 
     torch.manual_seed(0)

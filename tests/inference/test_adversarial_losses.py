@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from core.errors import DGMError
-from inference.adversarial_losses import LOSSES, adversarial_loss, gradient_penalty
+from inference.objectives.adversarial_losses import LOSSES, adversarial_loss, gradient_penalty
 
 
 def test_log_losses_are_the_binary_cross_entropies() -> None:

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from core.errors import DGMError, run_cli
-from core.load_run import load_run
+from inference.training.load_run import load_run
 from inference.train import main as train_main
 from tests.conftest import cli
 

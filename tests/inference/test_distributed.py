@@ -24,7 +24,7 @@ import torch
 import torch.multiprocessing as mp
 
 from core.errors import DGMError
-from inference.distributed import DistributedContext, GlobalNoise
+from inference.training.distributed import DistributedContext, GlobalNoise
 
 BATCH = 512
 VAE_CLI = ["vae", "--dataset", "binarized_digits", "--hidden", "32", "--latent-dim", "3", "--num-particles", "2",
@@ -42,9 +42,9 @@ def _trainer_runs(rank: int, world: int, out: Path) -> dict[str, dict[str, torch
     """Trainer-level runs (no figures, no classifier): final parameters of each model."""
     from core.seeding import seed_everything
     from data import load_dataset
-    from inference.adversarial_trainer import AdversarialTrainer
-    from inference.train_config import TrainConfig
-    from inference.trainer import Trainer
+    from inference.training.adversarial_trainer import AdversarialTrainer
+    from inference.training.config import TrainConfig
+    from inference.training.svi_trainer import SVITrainer
     from models.flows.density import FlowConfig, build_flow
     from models.gan.model import GANConfig, build_gan
     from models.vae import VAEConfig, build_vae
@@ -66,9 +66,9 @@ def _trainer_runs(rank: int, world: int, out: Path) -> dict[str, dict[str, torch
         run_dir = out / name
         run_dir.mkdir(parents=True, exist_ok=True)
         if name.startswith("gan"):
-            trainer = AdversarialTrainer(model, train, dataset, run_dir, "gan", cpu, None, context)
+            trainer = AdversarialTrainer(model, train, dataset, run_dir, "gan", cpu, context)
         else:
-            trainer = Trainer(model, model.objective(), train, dataset, run_dir, name, cpu, context)
+            trainer = SVITrainer(model, train, dataset, run_dir, name, cpu, context)
         trainer.validate = lambda: {}  # validation is rank 0's business and not what is compared here
         trainer.objective_of = lambda row: float(row["epoch"])
         trainer.fit()

@@ -8,14 +8,15 @@ import torch
 
 from core.errors import DGMError
 from data import load_dataset
-from inference.adversarial_trainer import AdversarialTrainer
-from inference.precision import Precision
+from inference.training.adversarial_trainer import AdversarialTrainer
+from inference.training.precision import Precision
 from inference.train import main as train_main
-from inference.train_config import TrainConfig
-from inference.trainer import Trainer
+from inference.training.config import TrainConfig
+from inference.training.svi_trainer import SVITrainer
 from models.gan.model import GANConfig, build_gan
 from models.vae import VAEConfig, build_vae
 from tests.conftest import cli
+from inference.objectives.registry import objective_for
 
 CPU = torch.device("cpu")
 
@@ -29,7 +30,7 @@ def test_bf16_runs_the_networks_in_bf16_and_the_loss_in_fp32_close_to_fp32() -> 
     """Same weights and noise: the bf16 loss (networks in bf16, likelihood and KL in fp32) is within 1% of fp32's."""
     vae = _vae()
     x = load_dataset("binarized_digits").split("train")[:256]
-    objective = vae.objective()
+    objective = objective_for(vae)
     inner = next(m for m in vae.encoder.modules() if isinstance(m, torch.nn.Linear))  # inside a network
     seen: list[torch.dtype] = []
     handle = inner.register_forward_hook(lambda _m, _i, out: seen.append(out.dtype))
@@ -59,7 +60,7 @@ def test_a_bf16_training_epoch_trains_like_fp32(tmp_path: Path, trainer_kind: st
             config = TrainConfig(dataset="binarized_digits", batch_size=512, epochs=1, precision=precision)
             dataset = load_dataset(config.dataset)
             model = build_vae(VAEConfig(latent_dim=4, hidden=(64,)), dataset.spec)
-            trainer = Trainer(model, model.objective(), config, dataset, run, "vae", CPU)
+            trainer = SVITrainer(model, config, dataset, run, "vae", CPU)
         else:
             config = TrainConfig(dataset="digits", batch_size=512, epochs=1, precision=precision)
             dataset = load_dataset(config.dataset)

@@ -99,7 +99,7 @@ def test_checkpoint_from_another_model_or_truncated(trained: Path, capsys, tmp_p
 
 
 def test_sample_command_and_load_run(trained: Path, capsys, tmp_path: Path) -> None:
-    from core.load_run import load_run
+    from inference.training.load_run import load_run
 
     code, out, err = cli(sample_main, [trained, "-n", "9", "--out", tmp_path / "s.png"], capsys)
     assert code == 0, err

@@ -11,8 +11,10 @@ from core.errors import TrainingDiverged
 from core.run_dir import load_checkpoint
 from data import load_dataset
 from inference.train import main as train_main
-from inference.train_config import TrainConfig
-from inference.trainer import Trainer
+from inference.training.config import TrainConfig
+from inference.objectives.registry import kl_warmup_weight, request_of
+from inference.training.optimizers import make_adam, make_scheduler
+from inference.training.svi_trainer import SVITrainer
 from models.vae import VAE, VAEConfig
 from tests.conftest import cli
 
@@ -28,7 +30,7 @@ def metrics(run_dir: Path) -> list[dict[str, str]]:
 def test_kill_after_epoch_one_and_resume_reproduces_an_uninterrupted_run(tmp_path: Path, capsys,
                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     """Train 2 epochs; separately interrupt the same command after epoch 1 and resume: identical runs."""
-    from inference.figures import TrainingFigures
+    from inference.training.figures import TrainingFigures
 
     options = TINY + ["--lr-schedule", "cosine", "--kl-warmup-epochs", "1.5", "--num-particles", "2",
                       "--epochs", "2"]
@@ -95,7 +97,7 @@ def build_trainer(tmp_path: Path, **train_options) -> Trainer:
     torch.manual_seed(0)
     model = VAE(VAEConfig(latent_dim=4, hidden=(32,)), dataset.spec)
     config = TrainConfig(dataset="binarized_digits", batch_size=100, device="cpu", **train_options)
-    return Trainer(model, model.objective(), config, dataset, tmp_path, "vae", torch.device("cpu"))
+    return SVITrainer(model, config, dataset, tmp_path, "vae", torch.device("cpu"))
 
 
 @pytest.mark.filterwarnings("ignore:Encountered NaN")
@@ -138,12 +140,11 @@ def test_learning_rate_schedules(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 
 def test_kl_warmup_weight() -> None:
     model = VAE(VAEConfig(latent_dim=2, hidden=(8,), kl_warmup_epochs=4), load_dataset("binarized_digits").spec)
-    assert [model.kl_weight(e) for e in (0, 1, 2, 6)] == [0.0, 0.25, 0.5, 1.0]
+    assert [kl_warmup_weight(request_of(model), e) for e in (0, 1, 2, 6)] == [0.0, 0.25, 0.5, 1.0]
 
 
 def test_burda_schedule_gives_3_to_the_i_epochs_at_lr_times_10_to_the_minus_i_over_7() -> None:
     """Stage i (i = 0..7) lasts 3^i epochs at lr * 10^(-i/7): 3280 epochs in all, then lr stays at lr / 10."""
-    from inference.trainer import make_adam, make_scheduler
 
     config = TrainConfig(lr=1e-3, lr_schedule="burda", adam_eps=1e-4)
     optimizer = make_adam([torch.nn.Parameter(torch.zeros(3))], config)

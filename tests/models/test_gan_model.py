@@ -12,6 +12,7 @@ from core.errors import DGMError
 from data.specs import DATASETS
 from models.gan import GAN, GANConfig
 from models.registry import model_spec
+from inference.objectives.registry import objective_for
 
 SPECS = [DATASETS["digits"], DATASETS["binarized_digits"], DATASETS["mnist"], DATASETS["binarized_mnist"]]
 
@@ -125,7 +126,7 @@ def test_bad_options_are_one_line_errors(field: str, value, message: str) -> Non
 
 def test_the_svi_objective_is_refused() -> None:
     with pytest.raises(DGMError, match="adversarial trainer"):
-        GAN(tiny(), DATASETS["digits"]).objective()
+        objective_for(GAN(tiny(), DATASETS["digits"]))
 
 
 def test_dcgan_discriminator_outputs_depend_on_each_example_alone() -> None:

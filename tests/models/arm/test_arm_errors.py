@@ -9,7 +9,7 @@ from core.config import build_config
 from core.errors import DGMError
 from data.specs import DatasetSpec
 from evaluation.estimators import exact
-from inference.elbo import AnalyticKLTrace_ELBO
+from inference.objectives.elbo import AnalyticKLTrace_ELBO
 from models.arm.causal_conv1d import CausalConv1dConfig
 from models.arm.gated_pixelcnn import GatedPixelCNNConfig
 from models.arm.pixelcnn import PixelCNNConfig

@@ -9,8 +9,8 @@ import torch
 import models.arm.autoregressive as autoregressive
 from data import load_dataset
 from evaluation.estimators import exact
-from inference.elbo import AnalyticKLTrace_ELBO
-from inference.importance import log_weights
+from inference.objectives.elbo import AnalyticKLTrace_ELBO
+from inference.objectives.importance import log_weights
 from tests.models.arm.arm_testing import ARMS, build
 
 

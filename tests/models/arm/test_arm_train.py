@@ -11,11 +11,11 @@ import pytest
 import torch
 
 from core.errors import DGMError
-from core.load_run import build_model, load_run
+from inference.training.load_run import build_model, load_run
 from core.seeding import seed_everything
 from data import load_dataset
 from evaluation.estimators import exact
-from inference.elbo import AnalyticKLTrace_ELBO
+from inference.objectives.elbo import AnalyticKLTrace_ELBO
 from inference.sample import main as sample_main
 from inference.train import main as train_main
 from tests.conftest import cli

@@ -17,13 +17,14 @@ from data import load_dataset
 from data.specs import DATASETS
 from evaluation.estimators import elbo, importance_sampled
 from inference.train import main as train_main
-from inference.train_config import TrainConfig
-from inference.trainer import Trainer
+from inference.training.config import TrainConfig
+from inference.training.svi_trainer import SVITrainer
 from models.flows import Planar
 from models.flows.density import FlowConfig, FlowDensity
 from models.flows.preprocessing import Logit, Rescale
 from models.flows.registry import randomize_
 from tests.conftest import cli
+from inference.objectives.registry import objective_for
 
 DIGITS = DATASETS["digits"]
 SMALL = {"num_layers": 2, "hidden": (64,)}
@@ -82,7 +83,7 @@ def test_validation_bits_per_dim_are_of_the_discrete_data(tmp_path: Path):
     """The trainer's val_bpd equals -val_elbo / (D ln 2), and the bound is below the exact value above."""
     model = _model(perturb=0.0, logit=False)
     dataset = load_dataset("digits")
-    trainer = Trainer(model, model.objective(), TrainConfig(epochs=1), dataset, tmp_path, "flow", torch.device("cpu"))
+    trainer = SVITrainer(model, TrainConfig(epochs=1), dataset, tmp_path, "flow", torch.device("cpu"))
     row = trainer.validate()
     assert set(row) >= {"val_elbo", "val_bpd"}
     assert row["val_bpd"] == pytest.approx(-row["val_elbo"] / (DIGITS.dim * math.log(2)))
@@ -217,7 +218,7 @@ def test_nan_during_training_names_the_step_and_layer_and_keeps_the_checkpoint(c
     model = FlowDensity(FlowConfig(num_layers=4, hidden=(32,), log_scale_bound="clamp", log_scale_min=-1e6,
                                    log_scale_max=1e6), DIGITS)
     config = TrainConfig(epochs=1, batch_size=650, device="cpu")
-    trainer = Trainer(model, model.objective(), config, dataset, tmp_path, "flow", torch.device("cpu"))
+    trainer = SVITrainer(model, config, dataset, tmp_path, "flow", torch.device("cpu"))
     trainer.fit()
     good = {k: v.clone() for k, v in model.state_dict().items()}
     with torch.no_grad():
@@ -244,7 +245,7 @@ def test_a_model_can_be_copied_after_a_training_step():
     import copy
 
     model = _model()
-    loss = model.objective().differentiable_loss(model.model, model.guide, _digits())
+    loss = objective_for(model).differentiable_loss(model.model, model.guide, _digits())
     loss.backward()
     twin = copy.deepcopy(model)
     y = _digits() + 0.5

@@ -19,6 +19,7 @@ from models.flows.density import FlowConfig, FlowDensity
 from models.flows.flow_figures import interpolate, samples_at_temperatures, save_flow_figures
 from models.flows.registry import randomize_
 from tests.conftest import cli
+from inference.objectives.registry import objective_for
 
 DIGITS = DATASETS["digits"]
 TINY = {"levels": 2, "steps": 1, "channels": 8, "blocks": 0, "dequant_steps": 2, "dequant_channels": 8,
@@ -56,7 +57,7 @@ def test_variational_dequantization_bounds_the_exact_log_likelihood_and_training
     assert torch.all(exact - before > 5.0)
     flow_params = [p.detach().clone() for p in model.flow.parameters()]
     optimizer = torch.optim.Adam(model.dequantizer.parameters(), lr=3e-3)
-    objective = model.objective()
+    objective = objective_for(model)
     model.train()
     for _ in range(150):
         loss = objective.differentiable_loss(model.model, model.guide, x) / x.shape[0]
@@ -89,7 +90,7 @@ def test_image_flows_give_densities_samples_and_a_joint_gradient(arch, dequantiz
     u = model.dequantization_distribution(x).sample((3,))
     assert u.shape == (3, 8, *DIGITS.shape) and u.min() >= 0 and u.max() < 1
     model.train()
-    loss = model.objective().differentiable_loss(model.model, model.guide, x)
+    loss = objective_for(model).differentiable_loss(model.model, model.guide, x)
     loss.backward()
     trained = [model.flow] + ([model.dequantizer] if dequantization == "variational" else [])
     for part in trained:  # one loss trains the flow and the dequantizer together

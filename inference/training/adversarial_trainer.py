@@ -6,7 +6,7 @@ Per batch of real images x (scaled to [0, 1]) and fresh z ~ N(0, I):
     generator step       every ``d_steps``-th batch: minimise L_G(D(G(z))) with the updated D,
                          on the same G(z) (one generator pass per batch, as the DCGAN reference does)
 
-(``inference.adversarial_losses`` has the losses.) Separate Adam optimisers (and learning-rate
+(``inference.objectives.adversarial_losses`` has the losses.) Separate Adam optimisers (and learning-rate
 schedules) for the two players. The run directory is the SVI trainer's: ``metrics.csv`` one row
 per epoch, ``checkpoint.pt`` every epoch, ``best.pt`` at the best validation criterion, both
 written atomically and loadable with ``torch.load(weights_only=True)``; ``--resume`` restores both
@@ -23,7 +23,7 @@ the Frechet distance in the project classifier's feature space (``evaluation.sam
 between ``val_samples`` generated images (fixed noise) and as many validation images, the same
 metric that judges every model on the test split. Lower is better.
 
-Under torchrun (``inference.distributed``) the generator and the discriminator's loss run in
+Under torchrun (``inference.training.distributed``) the generator and the discriminator's loss run in
 DistributedDataParallel; z and the gradient penalty's mixing weights are drawn for the whole global
 batch and sliced per process, and each process's mean losses are weighted by its share of the
 global batch, so P processes take the steps one process would (dropout masks excepted: they are
@@ -39,14 +39,17 @@ import torch
 from tqdm import tqdm
 
 from core.errors import DGMError, TrainingDiverged
-from core.run_dir import CHECKPOINT, METRICS, MetricsLog, load_checkpoint
+from core.run_dir import CHECKPOINT, METRICS, MetricsLog, load_checkpoint, load_state
 from data.dataset import Dataset, epoch_batches
-from inference.adversarial_losses import AdversarialLoss, adversarial_loss, gradient_penalty
-from inference.distributed import SINGLE_PROCESS, DistributedContext, Shard, global_noise
-from inference.precision import Precision
-from inference.train_config import TrainConfig
-from inference.epoch_loop import EpochLoop, TrainState
-from inference.trainer import VAL_SEED, make_scheduler
+from inference.objectives.adversarial_losses import AdversarialLoss, adversarial_loss, gradient_penalty
+from inference.training.distributed import SINGLE_PROCESS, DistributedContext, Shard, global_noise
+from inference.training.precision import Precision
+from inference.training.config import TrainConfig
+from inference.training.adversarial_figures import GANFigures
+from inference.training.epoch_loop import VAL_SEED, EpochLoop, TrainState
+from inference.training.judge import Judge, SampleCriterion
+from inference.training.registry import register_trainer
+from inference.training.optimizers import make_scheduler
 
 
 class Generate(torch.nn.Module):
@@ -80,16 +83,21 @@ class DiscriminatorLoss(torch.nn.Module):
 
 
 class AdversarialTrainer(EpochLoop):
-    """Train the GAN ``model`` (generator + discriminator) on ``dataset``, writing into ``run_dir``.
+    """Train a GAN (generator + discriminator) adversarially, writing into ``run_dir``.
 
-    ``reference`` is an ``evaluation.sample_quality.FeatureReference`` of validation images (None:
-    no validation, and ``best.pt`` follows the last epoch).
+    The model provides ``generator``, ``discriminator``, ``generate(z)``, ``to_unit(x)``, ``latent_dim``
+    and the game's options in its config (``loss``, ``d_steps``, ``d_lr``, ``adam_betas``, ``gp_weight``,
+    ``val_samples``: ``models.gan.model.GANConfig``). ``judge`` (``inference.training.judge``) provides the
+    validation criterion (FD of ``val_samples`` samples against as many validation images, in the
+    classifier's features; none when ``val_samples`` is 0 or there is no judge: ``best.pt`` then follows
+    the last epoch), the classifier of the interpolation figure, and the final sample-quality evaluation.
     """
 
     def __init__(self, model: Any, config: TrainConfig, dataset: Dataset, run_dir: Path, model_name: str,
-                 device: torch.device, reference: Any | None = None, dist: DistributedContext = SINGLE_PROCESS):
+                 device: torch.device, dist: DistributedContext = SINGLE_PROCESS, judge: Judge | None = None):
         dist.check_batch_size(config.batch_size)
         self.dist = dist
+        self.judge = judge
         self.precision = Precision(config.precision, device)
         self.model = model.to(device)
         self.gan = model.config
@@ -99,7 +107,14 @@ class AdversarialTrainer(EpochLoop):
         self.run_dir = Path(run_dir)
         self.model_name = model_name
         self.device = device
-        self.reference = reference
+        self.criterion: SampleCriterion | None = None
+        classifier = None
+        if judge is not None and dist.is_main:  # rank 0 alone validates and draws figures
+            # the classifier is trained once per family if missing; its training keeps the global RNG untouched
+            classifier = judge.classifier(dataset)
+            if self.gan.val_samples:
+                self.criterion = judge.sample_criterion(dataset, self.gan.val_samples, device)
+        self.figures = GANFigures(model, dataset.spec, self.run_dir, config, classifier)
         betas = tuple(self.gan.adam_betas)
         self.g_optimizer = torch.optim.Adam(model.generator.parameters(), lr=config.lr, betas=betas)
         self.d_optimizer = torch.optim.Adam(model.discriminator.parameters(), lr=self.gan.d_lr or config.lr,
@@ -112,6 +127,26 @@ class AdversarialTrainer(EpochLoop):
         self.generate = dist.wrap(Generate(model), device)
         self.d_loss = dist.wrap(DiscriminatorLoss(model.discriminator, self.loss, self.gan.gp_weight), device)
 
+    @classmethod
+    def check_options(cls, config: TrainConfig, model: Any) -> None:
+        if config.patience and not model.config.val_samples:
+            raise DGMError("--patience needs a validation criterion: set --val-samples above 0")
+
+    def describe(self) -> str:
+        n_g = sum(p.numel() for p in self.model.generator.parameters())
+        n_d = sum(p.numel() for p in self.model.discriminator.parameters())
+        return (f"{self.gan.arch}, {self.gan.loss} loss: generator {n_g:,} and discriminator {n_d:,} parameters")
+
+    def final_evaluation(self, best: Any) -> None:
+        """Sample quality of ``best.pt`` against the test split, with the data set's floor."""
+        if self.judge is None:
+            return
+        result = self.judge.evaluate_samples(best, self.device)
+        s, f = result["samples"], result["floor"]
+        print(f"test sample quality of best.pt (epoch {best.epoch}, n={s['n']}): FD {s['fd']:.3f} "
+              f"(floor {f['fd']:.3f}), KID {s['kid']:.5f} (floor {f['kid']:.5f}), class entropy "
+              f"{s['class_entropy']:.3f} nats (floor {f['class_entropy']:.3f})", flush=True)
+
     # ---- checkpoints -------------------------------------------------------------------------
     def checkpoint(self) -> dict[str, Any]:
         return {**self.loop_state(), "model": self.model_name, "model_state": self.model.state_dict(),
@@ -120,8 +155,6 @@ class AdversarialTrainer(EpochLoop):
 
     def resume(self) -> None:
         """Restore everything from ``checkpoint.pt`` and drop metrics rows written after it."""
-        from core.load_run import load_state
-
         path = self.run_dir / CHECKPOINT
         state = load_checkpoint(path, map_location=self.device)
         load_state(self.model, state, path, self.model_name)
@@ -217,15 +250,14 @@ class AdversarialTrainer(EpochLoop):
     def validate(self) -> dict[str, float]:
         """``val_fd`` and ``val_class_entropy`` of ``val_samples`` generated images (fixed noise) against as many
         validation images."""
-        if self.reference is None:
+        if self.criterion is None:
             return {}
-        from evaluation.sample_quality import model_samples
-
-        n = self.reference.features.shape[0]
-        samples = model_samples(self.model, n, seed=VAL_SEED)
-        scores = self.reference.score(samples, seed=VAL_SEED, bootstrap=0, kid=False, device=self.device)
+        scores = self.criterion.score_model(self.model, VAL_SEED, self.device)
         return {"val_fd": scores["fd"], "val_class_entropy": scores["class_entropy"]}
 
     def objective_of(self, row: dict[str, Any]) -> float:
         """Higher is better: minus the validation Fréchet distance (the latest epoch when there is none)."""
         return -row["val_fd"] if "val_fd" in row else float(row["epoch"])
+
+
+register_trainer("adversarial", AdversarialTrainer)

@@ -1,4 +1,8 @@
-"""Rebuild a trained model from a run directory (``config.json`` + ``best.pt``), without the trainer."""
+"""Rebuild a trained model from a run directory (``config.json`` + ``best.pt``), without the trainers.
+
+It knows the model registry (``models.registry``) and the training options (``TrainConfig``), which is
+why it lives in the training layer rather than in ``core``; it imports no trainer.
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -7,9 +11,14 @@ from typing import Any, Literal
 
 import torch
 
+import models  # noqa: F401  (fills the model registry)
 from core.config import build_config
 from core.errors import DGMError
-from core.run_dir import BEST, CHECKPOINT, load_checkpoint, read_config
+from core.run_dir import BEST, CHECKPOINT, load_checkpoint, load_state, read_config
+from data import load_dataset
+from data.specs import DATASETS
+from inference.training.config import TrainConfig
+from models.registry import model_spec
 
 
 @dataclass
@@ -26,34 +35,15 @@ class LoadedRun:
     @property
     def dataset(self):
         """The run's data set (loaded lazily, from the run's data directory)."""
-        from data import load_dataset
-
         return load_dataset(self.config["dataset"], self.train_config.data_dir)
 
 
 def build_model(config: dict[str, Any]) -> tuple[Any, Any, Any]:
     """(model, model_config, train_config) from a ``config.json`` dict, untrained."""
-    import models  # noqa: F401  (fills the registry)
-    from data.specs import DATASETS
-    from inference.train_config import TrainConfig
-    from models.registry import model_spec
-
     spec = model_spec(config["model"])
     model_config = build_config(spec.config_cls, config["model_options"])
     train_config = build_config(TrainConfig, config["train"])
     return spec.build(model_config, DATASETS[config["dataset"]]), model_config, train_config
-
-
-def load_state(model: torch.nn.Module, state: dict[str, Any], path: Path, expected_model: str) -> None:
-    """Load weights, turning a foreign or mismatched checkpoint into a one-line error."""
-    if state["model"] != expected_model:
-        raise DGMError(f"{path} holds a {state['model']!r} model, but the run is a {expected_model!r} model")
-    try:
-        model.load_state_dict(state["model_state"])
-    except RuntimeError as exc:
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        detail = " ".join(str(exc).split())[:300]
-        raise DGMError(f"{path} does not fit the model of its config ({first}: {detail})") from None
 
 
 def load_run(run_dir: str | Path, which: Literal["best", "last"] = "best",

@@ -1,6 +1,10 @@
-"""The one training loop for every SVI-trained model (VAEs, flows, ARMs: any model/guide pair).
+"""The SVI trainer: the training loop of every model trained through a Pyro loss (VAEs, flows, ARMs, PPCA:
+any model/guide pair), registered as ``svi``.
 
-Each step minimises ``objective.differentiable_loss(model.model, model.guide, x) / B`` with a torch
+The objective is the one the story asks for (``models.protocols.ObjectiveRequest``, looked up in
+``inference.objectives.registry``: the ELBO with analytic KL by default, IWAE on request; exact
+-log p(x) for a story without latents). Each step minimises
+``objective.differentiable_loss(model.model, model.guide, x) / B`` with a torch
 optimiser (the same gradient as ``pyro.infer.SVI.step``; a torch optimiser keeps its state a plain
 ``state_dict`` and gives us LR schedules). Per epoch: validation with a fixed seed, a row of
 ``metrics.csv``, ``best.pt`` when the validation objective improves, ``checkpoint.pt`` always,
@@ -8,8 +12,8 @@ figures. ``--resume`` restores weights, optimiser, scheduler and every RNG state
 reproduces an uninterrupted one exactly.
 
 Under torchrun the loss runs in DistributedDataParallel with this process's share of each global
-batch and noise drawn for the global batch (``inference.distributed``), so P processes take the
-steps one process would; ``--precision`` runs the networks under autocast (``inference.precision``).
+batch and noise drawn for the global batch (``inference.training.distributed``), so P processes take the
+steps one process would; ``--precision`` runs the networks under autocast (``inference.training.precision``).
 """
 from __future__ import annotations
 
@@ -18,48 +22,25 @@ from contextlib import nullcontext
 from pathlib import Path
 from typing import Any, Callable
 
+import pyro
+from pyro.infer.util import is_validation_enabled
 import torch
 from tqdm import tqdm
 
 from core.errors import TrainingDiverged
-from core.run_dir import CHECKPOINT, METRICS, MetricsLog, load_checkpoint
+from core.run_dir import CHECKPOINT, METRICS, MetricsLog, load_checkpoint, load_state
+from core.units import bits_per_dim
 from data.dataset import Dataset, epoch_batches
-from evaluation.units import bits_per_dim
-from inference.distributed import SINGLE_PROCESS, DistributedContext, GlobalNoise, PyroLoss, Shard
-from inference.epoch_loop import EpochLoop, TrainState
-from inference.precision import Precision
-from inference.train_config import TrainConfig
-
-VAL_SEED = 12345  # validation noise is the same every epoch, so epochs compare fairly
-
-
-#: Burda, Grosse & Salakhutdinov (2016): stage i = 0..7 lasts 3^i epochs at lr * 10^(-i/7); the stages
-#: end after epochs 1, 4, 13, 40, 121, 364, 1093 (and 3280)
-BURDA_MILESTONES = [sum(3 ** j for j in range(i + 1)) for i in range(7)]
-BURDA_GAMMA = 10 ** (-1 / 7)
-
-
-def make_scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig) -> torch.optim.lr_scheduler.LRScheduler:
-    """Per-epoch learning-rate schedule: constant, cosine to 0 at ``epochs``, exponential decay, or Burda's
-    stages (lr * 10^(-i/7) for 3^i epochs)."""
-    if config.lr_schedule == "burda":
-        return torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=BURDA_MILESTONES, gamma=BURDA_GAMMA)
-    if config.lr_schedule == "cosine":
-        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs)
-    if config.lr_schedule == "exponential":
-        return torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=config.lr_decay)
-    return torch.optim.lr_scheduler.ConstantLR(optimizer, factor=1.0, total_iters=0)
-
-
-def make_adam(params: Any, config: TrainConfig) -> torch.optim.Adam:
-    """Adam with ``--lr`` and ``--adam-eps``; the fused kernel (one pass over all parameters: 4x faster
-    than the per-tensor loop for a 425k-parameter VAE on one CPU thread) where this torch has it."""
-    params = list(params)
-    try:
-        return torch.optim.Adam(params, lr=config.lr, eps=config.adam_eps, fused=True)
-    except (RuntimeError, TypeError):  # older torch, or a device without the fused kernel
-        return torch.optim.Adam(params, lr=config.lr, eps=config.adam_eps)
-
+from inference.objectives.registry import kl_warmup_weight, objective_for, request_of, validation_objective_for
+from inference.training.distributed import SINGLE_PROCESS, DistributedContext, GlobalNoise, PyroLoss, Shard
+from inference.training.epoch_loop import VAL_SEED, EpochLoop, TrainState
+from inference.training.figures import TrainingFigures
+from inference.training.judge import Judge
+from inference.training.optimizers import make_adam, make_scheduler
+from inference.training.precision import Precision
+from inference.training.config import TrainConfig
+from inference.training.registry import register_trainer
+from models.protocols import ValidationStatistics
 
 def first_nonfinite_module(model: torch.nn.Module, run: Callable[[], Any]) -> str:
     """Re-run ``run`` with forward hooks and name the first module whose output is NaN or infinite."""
@@ -89,17 +70,24 @@ def first_nonfinite_module(model: torch.nn.Module, run: Callable[[], Any]) -> st
     return "no layer output was non-finite (the likelihood or KL term overflowed)"
 
 
-class Trainer(EpochLoop):
-    """Train ``model`` on ``dataset`` with ``objective``, writing into ``run_dir``."""
+class SVITrainer(EpochLoop):
+    """Train a Pyro model/guide pair by stochastic variational inference (exact maximum likelihood
+    for a story without latents), writing into ``run_dir``.
 
-    def __init__(self, model: Any, objective: Any, config: TrainConfig, dataset: Dataset, run_dir: Path,
-                 model_name: str, device: torch.device, dist: DistributedContext = SINGLE_PROCESS):
+    ``objective``: the loss (default: the one the story asks for, ``objective_for(model)``); ``judge``:
+    the evaluation services of the final test evaluation (``inference.training.judge``)."""
+
+    def __init__(self, model: Any, config: TrainConfig, dataset: Dataset, run_dir: Path, model_name: str,
+                 device: torch.device, dist: DistributedContext = SINGLE_PROCESS, judge: Judge | None = None,
+                 objective: Any | None = None):
         dist.check_batch_size(config.batch_size)
         self.dist = dist
+        self.judge = judge
         self.precision = Precision(config.precision, device)
         self.model = model.to(device)
-        self.objective = objective
-        self.validation_objective = model.validation_objective()
+        self.request = request_of(model)
+        self.objective = objective if objective is not None else objective_for(model)
+        self.validation_objective = validation_objective_for(model)
         self.config = config
         self.dataset = dataset
         self.run_dir = Path(run_dir)
@@ -110,8 +98,25 @@ class Trainer(EpochLoop):
         self.metrics = MetricsLog(self.run_dir / METRICS)
         self.state = TrainState()
         #: the summed loss as a module's forward; in DistributedDataParallel under torchrun
-        self.pyro_loss = PyroLoss(self.model, objective)
+        self.pyro_loss = PyroLoss(self.model, self.objective)
         self.loss_module = dist.wrap(self.pyro_loss, device, static_graph=True)
+        self.figures = TrainingFigures(self.model, dataset.spec, self.run_dir, config)
+        self._validated_steps = 0
+
+    @classmethod
+    def check_options(cls, config: TrainConfig, model: Any) -> None:
+        """Refuse a story the SVI trainer cannot train (its objective request names no objective)."""
+        objective_for(model)
+
+    def describe(self) -> str:
+        n_params = sum(p.numel() for p in self.model.parameters())
+        return f"{self.dataset.spec.dim} dims, {n_params:,} parameters"
+
+    def final_evaluation(self, best: Any) -> None:
+        """The test ELBO with one sample (the exact log-likelihood for a story without latents)."""
+        if self.judge is not None:
+            estimators = ["elbo"] if self.model.has_latents else ["exact"]
+            self.judge.evaluate_likelihood(best, estimators, [1], self.device)
 
     # ---- checkpoints -------------------------------------------------------------------------
     def checkpoint(self) -> dict[str, Any]:
@@ -120,8 +125,6 @@ class Trainer(EpochLoop):
 
     def resume(self) -> None:
         """Restore everything from ``checkpoint.pt`` and drop metrics rows written after it."""
-        from core.load_run import load_state
-
         path = self.run_dir / CHECKPOINT
         state = load_checkpoint(path, map_location=self.device)
         load_state(self.model, state, path, self.model_name)
@@ -150,10 +153,14 @@ class Trainer(EpochLoop):
         for i, index in enumerate(bar):
             shard = dist.shard(index)
             x = x_all[shard.index.to(self.device)]
-            if hasattr(self.objective, "kl_weight"):
-                self.objective.kl_weight = self.model.kl_weight(epoch - 1 + i / len(batches))
+            if hasattr(self.objective, "kl_weight"):  # the ELBO's beta, warmed up over fractional epochs
+                self.objective.kl_weight = kl_warmup_weight(self.request, epoch - 1 + i / len(batches))
             rng_before = torch.get_rng_state()
-            loss_sum = self._loss_sum(x, shard)
+            # Pyro's and torch's argument validation checks the program on this process's first step; later
+            # steps run the same program on data of the same kind, and a non-finite loss is caught below
+            with pyro.validation_enabled(self._validated_steps == 0 and is_validation_enabled()):
+                loss_sum = self._loss_sum(x, shard)
+            self._validated_steps += 1
             # P * (this process's sum) / B_step: DDP's average over P processes gives the global mean's gradient
             loss = loss_sum * dist.world_size / shard.global_size
             step_loss = dist.all_reduce_sum(loss_sum.detach()) / shard.global_size  # the global mean, every rank
@@ -194,7 +201,8 @@ class Trainer(EpochLoop):
                 self.validation_objective.differentiable_loss(self.model.model, self.model.guide, x)
                 recon += float(self.validation_objective.components["recon"])
                 kl += float(self.validation_objective.components["kl"])
-            extras = self.model.validation_extras(x_val.to(self.device))
+            extras = self.model.validation_extras(x_val.to(self.device)) \
+                if isinstance(self.model, ValidationStatistics) else {}
         n = x_val.shape[0]
         dim = self.dataset.spec.dim
         if self.model.has_latents:
@@ -207,3 +215,6 @@ class Trainer(EpochLoop):
 
     def objective_of(self, row: dict[str, float]) -> float:
         return row["val_elbo"] if "val_elbo" in row else row["val_log_likelihood"]
+
+
+register_trainer("svi", SVITrainer)

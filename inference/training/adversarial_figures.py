@@ -21,9 +21,9 @@ import torch
 
 from core.run_dir import METRICS, MetricsLog
 from data.specs import DatasetSpec
-from evaluation.plots import image_grid, save_curves
-from inference.figures import TrainingFigures
-from inference.train_config import TrainConfig
+from core.plots import image_grid, save_curves
+from inference.training.figures import TrainingFigures
+from inference.training.config import TrainConfig
 
 INTERPOLATION_SEED = 7
 CANDIDATES = 512
@@ -125,6 +125,6 @@ class GANFigures(TrainingFigures):
         save_row(images, self.spec.levels, self.run_dir / "interpolation.png",
                  f"from a {c_a} (classifier p={p_a:.2f}) to a {c_b} (p={p_b:.2f}): {STEPS} slerp steps")
 
-    def final(self, epoch: int) -> None:
-        super().final(epoch)
+    def final(self, epoch: int, test_images: torch.Tensor | None = None) -> None:
+        super().final(epoch, test_images)
         self.interpolation()

@@ -1,6 +1,6 @@
 """The main job (``make demo``): train the models on the embedded data set and compare them.
 
-``python -m evaluation.demo --out runs/demo [--dataset digits] [--quick]`` trains each model into
+``python -m demo --out runs/demo [--dataset digits] [--quick]`` trains each model into
 ``OUT/<model>``, evaluates it on the test split with every applicable estimator (naive Monte Carlo,
 ELBO, importance sampled; exact where a model has it) at several K, and writes the comparison
 report ``OUT/compare/report.md`` (table, paired bootstrap differences, figures). A few minutes on
@@ -14,6 +14,11 @@ from pathlib import Path
 
 from core.config import OneLineErrorParser
 from core.errors import DGMError, run_cli
+from evaluation.compare import compare
+from evaluation.evaluate import evaluate_run
+from evaluation.sample_quality import run_sample_quality
+from inference.train import main as train_main
+from inference.training.load_run import load_run
 
 #: (run name, model, epochs, extra options) trained by the main job; each model family adds its entry.
 #: PPCA (dequantized, so its numbers are of the discrete data too) is the linear baseline.
@@ -29,13 +34,7 @@ JOBS: list[tuple[str, str, int, list[str]]] = [
 
 
 def main(argv: list[str] | None = None) -> int:
-    from core.load_run import load_run
-    from evaluation.compare import compare
-    from evaluation.evaluate import evaluate_run
-    from evaluation.sample_quality import run_sample_quality
-    from inference.train import main as train_main
-
-    parser = OneLineErrorParser(prog="python -m evaluation.demo", description=__doc__,
+    parser = OneLineErrorParser(prog="python -m demo", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=Path("runs/demo"))
     parser.add_argument("--dataset", default="digits")

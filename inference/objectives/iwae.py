@@ -11,7 +11,7 @@ import math
 from typing import Any
 
 import torch
-from inference.importance import log_weights
+from inference.objectives.importance import log_weights
 
 
 class IWAE_ELBO:

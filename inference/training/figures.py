@@ -10,8 +10,9 @@ import torch
 
 from core.run_dir import METRICS, MetricsLog
 from data.specs import DatasetSpec
-from evaluation.plots import save_curves, save_image_grid
-from inference.train_config import TrainConfig
+from core.plots import save_curves, save_image_grid
+from inference.training.config import TrainConfig
+from models.protocols import FinalFigures
 
 SAMPLE_SEED = 2024  # the same noise at every stage, so grids compare
 CURVES_EVERY_S = 30.0  # redraw curves.png at most this often: a redraw costs more than a small model's epoch
@@ -40,15 +41,18 @@ class TrainingFigures:
         if not rows:
             return
         epochs = [int(r["epoch"]) for r in rows]
+        scale = self.spec.dim * math.log(2)
+        bpd = {"train (objective)": [float(r["train_loss"]) / scale for r in rows],
+               "validation": [float(r["val_bpd"]) for r in rows]} if "val_bpd" in rows[0] else None
         if "val_elbo" in rows[0]:
             series = {"train ELBO (objective)": [-float(r["train_loss"]) for r in rows],
                       "validation ELBO": [float(r["val_elbo"]) for r in rows]}
             save_curves(epochs, series, "nats per example", self.run_dir / "curves.png", "ELBO per epoch")
-        else:
-            scale = self.spec.dim * math.log(2)
-            series = {"train": [float(r["train_loss"]) / scale for r in rows],
-                      "validation": [float(r["val_bpd"]) for r in rows]}
-            save_curves(epochs, series, "bits/dim", self.run_dir / "curves.png", "bits/dim per epoch")
+            if bpd is not None:  # the same objective in the unit of the literature's image tables
+                save_curves(epochs, bpd, "bits/dim (of the discrete data)", self.run_dir / "bpd_curves.png",
+                            f"bits/dim per epoch on {self.spec.name}")
+        elif bpd is not None:
+            save_curves(epochs, bpd, "bits/dim", self.run_dir / "curves.png", "bits/dim per epoch")
 
     def on_epoch_end(self, epoch: int, row: dict[str, Any]) -> None:
         if time.monotonic() - self._curves_drawn_at >= CURVES_EVERY_S:
@@ -57,7 +61,10 @@ class TrainingFigures:
         if epoch == math.ceil(self.config.epochs / 2) and epoch != self.config.epochs:
             self.samples(epoch)
 
-    def final(self, epoch: int) -> None:
+    def final(self, epoch: int, test_images: torch.Tensor | None = None) -> None:
+        """Curves, the last sample grid, and the story's own figures where it has any (``test_images``:
+        the first test images, for figures that show data, e.g. a flow's interpolation)."""
         self.curves()
         self.samples(epoch)
-        self.model.final_figures(self.run_dir)
+        if isinstance(self.model, FinalFigures):
+            self.model.final_figures(self.run_dir, test_images)

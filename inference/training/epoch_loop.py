@@ -21,8 +21,11 @@ from typing import Any, Callable
 
 from core.run_dir import BEST, CHECKPOINT, MetricsLog, atomic_torch_save
 from core.seeding import rng_state, set_rng_state
-from inference.distributed import SINGLE_PROCESS, DistributedContext
-from inference.precision import Precision
+from inference.training.distributed import SINGLE_PROCESS, DistributedContext
+from inference.training.precision import Precision
+
+
+VAL_SEED = 12345  # validation noise is the same every epoch, so epochs compare fairly
 
 
 @dataclass

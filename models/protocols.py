@@ -1,0 +1,91 @@
+"""What a generative story is, and the optional capabilities some stories have, as small protocols.
+
+Every story (:class:`Story`) is a Pyro ``model(x)`` / ``guide(x)`` pair over images ``x`` of shape
+(N, C, H, W) on the data scale, with every per-example site inside ``pyro.plate("data", N)``; it can
+``sample`` images and refuse data outside its support (``check_data``). ``max_plate_nesting`` is the
+number of plate dimensions the story uses, as Pyro's ELBOs take it (particles and importance samples
+go one dimension further left); ``has_latents`` is False for stories with no latent sample site
+(flows, ARMs), whose likelihood is exact.
+
+Optional capabilities, each its own protocol, tested with ``isinstance`` (they are
+``runtime_checkable``) rather than probed attribute by attribute:
+
+* :class:`ExactMarginal`: ``log_marginal(x)`` in closed form (PPCA). ``has_log_marginal`` says whether it
+  applies to the story's data set (PPCA of dequantized images has none).
+* :class:`RequestsObjective`: ``training_objective()`` names what the story wants to be trained with
+  (:class:`ObjectiveRequest`: a name from ``inference.objectives.registry``, particles, KL warm-up) as
+  plain data: a story knows nothing of how the objective is computed.
+* :class:`ValidationStatistics`: extra per-epoch statistics (the VAE's active units).
+* :class:`FinalFigures`: figures of the trained story (the 2-D manifold, flow temperatures), drawn with
+  ``core.plots`` from the story's own tensors and the first test images the trainer passes in.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+import torch
+
+from data.specs import DatasetSpec
+
+#: the name of the plate that holds one example's sites (``shared/CONVENTIONS.md``)
+DATA_PLATE = "data"
+
+
+@runtime_checkable
+class Story(Protocol):
+    """A Pyro model/guide pair over images, with sampling and a support check."""
+
+    spec: DatasetSpec
+    max_plate_nesting: int
+    has_latents: bool
+
+    def model(self, x: torch.Tensor) -> None: ...
+
+    def guide(self, x: torch.Tensor) -> None: ...
+
+    def sample(self, n: int, *, mean: bool = False) -> torch.Tensor: ...
+
+    def check_data(self, x: torch.Tensor) -> None: ...
+
+
+@runtime_checkable
+class ExactMarginal(Protocol):
+    """log p(x) per example in closed form, nats, shape (N,)."""
+
+    @property
+    def has_log_marginal(self) -> bool: ...
+
+    def log_marginal(self, x: torch.Tensor) -> torch.Tensor: ...
+
+
+@dataclass(frozen=True)
+class ObjectiveRequest:
+    """The training objective a story asks for, by name (``inference.objectives.registry.OBJECTIVES``).
+
+    ``num_particles``: samples per example (K of the IWAE bound); ``kl_warmup_epochs``: the KL weight
+    rises linearly from 0 to 1 over this many (fractional) epochs (ELBO only; 0: no warm-up)."""
+
+    name: str = "elbo"
+    num_particles: int = 1
+    kl_warmup_epochs: float = 0.0
+
+
+@runtime_checkable
+class RequestsObjective(Protocol):
+    def training_objective(self) -> ObjectiveRequest: ...
+
+
+@runtime_checkable
+class ValidationStatistics(Protocol):
+    def validation_extras(self, x: torch.Tensor) -> dict[str, float]:
+        """Statistics of validation data ``x`` for ``metrics.csv`` (names without the ``val_`` prefix)."""
+        ...
+
+
+@runtime_checkable
+class FinalFigures(Protocol):
+    def final_figures(self, run_dir: Path, test_images: torch.Tensor | None) -> None:
+        """Write the story's own figures into ``run_dir`` (``test_images``: the first test images, or None)."""
+        ...
