@@ -65,17 +65,22 @@ def test_a_perturbed_weight_fails_the_vae_checks(row):
         assert [c.name for c, result in zip(comparison.contenders, checks) if result.startswith("FAILED")] == [name]
 
 
-@pytest.mark.parametrize("peer", ["zuko", "nflows", "normflows"])
-@pytest.mark.parametrize("arch", ["maf", "realnvp_mlp"])
+FLOW_CASES = [(peer, arch) for peer in ("zuko", "nflows", "normflows") for arch in ("maf", "realnvp_mlp")]
+
+
+def flow_sizes(arch: str) -> tuple[int, tuple[int, ...]]:
+    """(layers, hidden) of the quick sizes for ``arch``."""
+    return (Q.maf_layers, Q.maf_hidden) if arch == "maf" else (Q.realnvp_layers, Q.realnvp_hidden)
+
+
+@pytest.mark.parametrize("peer, arch", FLOW_CASES)
 def test_a_perturbed_weight_fails_the_flow_checks(peer, arch):
     module = pytest.importorskip(peer)
-    spec = DATASETS[Q.flow_dataset]
-    layers, hidden = (Q.maf_layers, Q.maf_hidden) if arch == "maf" else (Q.realnvp_layers, Q.realnvp_hidden)
     x_all = bench.synthetic(Q.batch_size, Q.flow_dataset, CPU)
 
     def comparison() -> Comparison:
-        contenders, failed = flow_step(spec, arch, layers, hidden, x_all, TrainConfig(batch_size=Q.batch_size),
-                                       {peer: module}, CPU)
+        contenders, failed = flow_step(DATASETS[Q.flow_dataset], arch, *flow_sizes(arch), x_all,
+                                       TrainConfig(batch_size=Q.batch_size), {peer: module}, CPU)
         assert not failed
         return Comparison(arch, "step", "-", contenders)
 
@@ -83,14 +88,12 @@ def test_a_perturbed_weight_fails_the_flow_checks(peer, arch):
     assert perturbed(comparison(), peer)[1].startswith("FAILED")
 
 
-@pytest.mark.parametrize("peer", ["zuko", "nflows", "normflows"])
-@pytest.mark.parametrize("arch", ["maf", "realnvp_mlp"])
+@pytest.mark.parametrize("peer, arch", FLOW_CASES)
 def test_our_map_is_swapped_in_for_the_check_only(peer, arch):
     """Within ``ours_maps`` the peer's loss changes (our log-scale map); after it, the stock loss is back."""
     module = pytest.importorskip(peer)
     spec = DATASETS[Q.flow_dataset]
-    layers, hidden = (Q.maf_layers, Q.maf_hidden) if arch == "maf" else (Q.realnvp_layers, Q.realnvp_hidden)
-    model = randomized(new_flow(spec, arch, layers, hidden, CPU), scale=0.2)  # log-scales where the maps differ
+    model = randomized(new_flow(spec, arch, *flow_sizes(arch), CPU), scale=0.2)  # log-scales where the maps differ
     (built,), failed = peer_copies(model, {peer: module})
     loss = seeded(peer_loss(built, spec.levels, model.config.logit_alpha),
                   bench.synthetic(Q.batch_size, Q.flow_dataset, CPU), 0)
