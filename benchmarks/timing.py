@@ -55,3 +55,33 @@ def median_seconds(fn: Callable[[], object], device: torch.device, repeats: int,
 
 def median(values: list[float]) -> float:
     return statistics.median(values)
+
+
+def wall_and_cpu(fn: Callable[[], object], device: torch.device) -> tuple[float, float]:
+    """(wall seconds, CPU seconds of this process) of one call of ``fn``, the device synchronised on both sides.
+
+    CPU time (``time.process_time``, all threads of the process) is what other jobs on a shared machine
+    disturb least: time the scheduler gives to them is not counted. Wall time is what a user waits."""
+    synchronize(device)
+    wall, cpu = time.perf_counter(), time.process_time()
+    fn()
+    synchronize(device)
+    return time.perf_counter() - wall, time.process_time() - cpu
+
+
+def interleaved(work: dict[str, Callable[[], object]], blocks: int, device: torch.device,
+                warmup: int = 1) -> dict[str, list[tuple[float, float]]]:
+    """``(wall, cpu)`` seconds of each callable in each of ``blocks`` rounds; every round calls each once.
+
+    ``warmup`` untimed rounds first (allocations, lazy initialisation). The order within a round rotates,
+    so that no callable always runs first (after another's caches) and load on the machine hits all alike."""
+    names = list(work)
+    for _ in range(warmup):
+        for name in names:
+            work[name]()
+    times: dict[str, list[tuple[float, float]]] = {name: [] for name in names}
+    for block in range(blocks):
+        shift = block % len(names) if names else 0
+        for name in names[shift:] + names[:shift]:
+            times[name].append(wall_and_cpu(work[name], device))
+    return times

@@ -68,12 +68,24 @@ def _chunks(n: int, size: int) -> list[slice]:
     return [slice(i, min(i + size, n)) for i in range(0, n, size)]
 
 
+def examples_per_chunk(n_total: int, per_example: int, num_samples: int) -> int:
+    """Examples per chunk: the (n, K) log-weights under LOG_WEIGHT_BUDGET, and passes of at least
+    MIN_SAMPLES_PER_PASS samples within ELEMENT_BUDGET (``per_example``: elements of one example)."""
+    per_example = max(1, per_example)
+    return max(1, min(n_total, LOG_WEIGHT_BUDGET // num_samples,
+                      ELEMENT_BUDGET // (per_example * min(num_samples, MIN_SAMPLES_PER_PASS))))
+
+
+def samples_per_pass(n: int, per_example: int) -> int:
+    """Samples per pass for a chunk of ``n`` examples: observation-sized tensors under ELEMENT_BUDGET."""
+    return max(1, ELEMENT_BUDGET // (n * max(1, per_example)))
+
+
 @torch.no_grad()
 def _chunk_log_weights(model: Callable, guide: Callable, xc: torch.Tensor, num_samples: int, proposal: Proposal,
                        nesting: int) -> torch.Tensor:
     """log w (n, K) float64 on the CPU for the examples ``xc``, in passes of at most ELEMENT_BUDGET elements."""
-    per_example = max(1, xc[0].numel())
-    k_pass = max(1, ELEMENT_BUDGET // (xc.shape[0] * per_example))
+    k_pass = samples_per_pass(xc.shape[0], xc[0].numel())
     # one preallocated (n, K) buffer: small tensors kept alive between the passes' large temporaries
     # fragment the heap (RSS grew by gigabytes at K = 5000 when the passes' results were concatenated)
     lw = torch.empty(xc.shape[0], num_samples, dtype=torch.float64)
@@ -94,9 +106,7 @@ def log_weight_chunks(model: Callable, guide: Callable, x: torch.Tensor, num_sam
     """
     _, nesting = _prepare(model, x, num_samples)
     n_total = x.shape[0]
-    per_example = max(1, x[0].numel())
-    n_chunk = chunk_size or max(1, min(n_total, LOG_WEIGHT_BUDGET // num_samples,
-                                       ELEMENT_BUDGET // (per_example * min(num_samples, MIN_SAMPLES_PER_PASS))))
+    n_chunk = chunk_size or examples_per_chunk(n_total, x[0].numel(), num_samples)
     for rows in _chunks(n_total, n_chunk):
         lw = _chunk_log_weights(model, guide, x[rows], num_samples, proposal, nesting)
         broken = torch.isnan(lw) | (lw == math.inf)

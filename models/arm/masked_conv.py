@@ -16,8 +16,13 @@ causal layer of the project is one of these (``taps`` lists the offsets read):
     causal 1-D conv over a sequence kernel (1, k), dilation (1, d), offset (0, -(k-1) d) (first layer: one further left)
 
 The full-image forward pads the input and crops, so the output has the input's spatial size.
+A sampler that runs the full forward D times (``models.arm.sampling.sample_naive``) multiplies W * M
+once for all D passes inside :func:`masks_applied_once`.
 """
 from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Iterator
 
 import torch
 import torch.nn.functional as F
@@ -58,6 +63,8 @@ class MaskedConv2d(nn.Module):
         self.pad = (max(0, -r0), max(0, r0 + span_r), max(0, -c0), max(0, c0 + span_c))
         self.start = (r0 + self.pad[0], c0 + self.pad[2])
         self.span = (span_r, span_c)
+        #: W * M with the storage and version of the W it was computed from (``masks_applied_once``)
+        self._frozen: tuple[torch.Tensor, int, int] | None = None
 
     @property
     def in_channels(self) -> int:
@@ -68,7 +75,17 @@ class MaskedConv2d(nn.Module):
         return self.conv.out_channels
 
     def masked_weight(self) -> torch.Tensor:
-        return self.conv.weight * self.mask.to(self.conv.weight.dtype)
+        """W * M; inside ``masks_applied_once`` the product computed on entry, while gradients are off and W
+        is unchanged (same storage, same version counter: an optimiser step or ``.to()`` invalidates it)."""
+        weight, frozen = self.conv.weight, self._frozen
+        if frozen is not None and not torch.is_grad_enabled() and frozen[1:] == (weight.data_ptr(), weight._version):
+            return frozen[0]
+        return weight * self.mask.to(weight.dtype)
+
+    def freeze_masked_weight(self) -> None:
+        weight = self.conv.weight
+        with torch.no_grad():
+            self._frozen = (weight * self.mask.to(weight.dtype), weight.data_ptr(), weight._version)
 
     def taps(self) -> list[tuple[int, int]]:
         """Offsets (dr, dc) from the output pixel of the input pixels the layer reads (mask = 1)."""
@@ -91,6 +108,22 @@ class MaskedConv2d(nn.Module):
     def cache(self, n: int, height: int, width: int, like: torch.Tensor) -> "ConvCache":
         """An empty cache of this layer's input for ``n`` images (for incremental sampling)."""
         return ConvCache(self, n, height, width, like)
+
+
+@contextmanager
+def masks_applied_once(model: nn.Module) -> Iterator[None]:
+    """Within: every ``MaskedConv2d`` of ``model`` reuses the W * M computed on entry in its no-grad forwards
+    (the D passes of a naive sampler multiply the mask once, not D times); on exit the products are dropped.
+    Forwards with gradients, and weights changed inside, always compute W * M afresh, so no training step
+    can see a stale product."""
+    layers = [m for m in model.modules() if isinstance(m, MaskedConv2d)]
+    for layer in layers:
+        layer.freeze_masked_weight()
+    try:
+        yield
+    finally:
+        for layer in layers:
+            layer._frozen = None
 
 
 class ConvCache:

@@ -7,7 +7,8 @@ Both samplers draw pixel i from log p(x_i = k | x_<i), k = 0..L-1, by the Gumbel
 so that, given the same pre-drawn noise g (``gumbel_noise``), two samplers computing the same
 conditionals draw the same images; the tests use this to check that both compute the same logits.
 
-* naive: a full forward pass over the whole image for every pixel, D passes of cost O(D) each.
+* naive: a full forward pass over the whole image for every pixel, D passes of cost O(D) each (the
+  masked weights W * M multiplied once per call, ``models.arm.masked_conv.masks_applied_once``).
 * cached (Ramachandran et al. 2017, "Fast generation for convolutional autoregressive models"):
   the model's ``incremental`` state keeps every layer's input computed so far and evaluates each
   layer only where the next pixel needs it (one pixel; for the gated PixelCNN's vertical stack, one
@@ -18,6 +19,8 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+
+from models.arm.masked_conv import masks_applied_once
 
 
 def gumbel_noise(n: int, dim: int, levels: int, *, dtype: torch.dtype = torch.float32,
@@ -57,14 +60,15 @@ def sample_naive(model: Any, n: int, *, y: torch.Tensor | None = None, gumbel: t
     """
     images, levels, height, width = _setup(model, n, gumbel)
     means = torch.zeros_like(images)
-    for i in range(height * width):
-        r, c = divmod(i, width)
-        params = model(images, y)[:, :, r, c]
-        log_probs = model.level_log_probs(params)
-        if record is not None:
-            record.append(log_probs)
-        images[:, 0, r, c] = _draw(log_probs, None if gumbel is None else gumbel[:, i]).to(images.dtype)
-        means[:, 0, r, c] = log_probs.exp() @ levels
+    with masks_applied_once(model):
+        for i in range(height * width):
+            r, c = divmod(i, width)
+            params = model(images, y)[:, :, r, c]
+            log_probs = model.level_log_probs(params)
+            if record is not None:
+                record.append(log_probs)
+            images[:, 0, r, c] = _draw(log_probs, None if gumbel is None else gumbel[:, i]).to(images.dtype)
+            means[:, 0, r, c] = log_probs.exp() @ levels
     return means if mean else images
 
 
