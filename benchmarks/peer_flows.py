@@ -22,7 +22,7 @@ from benchmarks.peer_flow_models import BUILDERS, PeerFlow, dequantized_logit, l
 from benchmarks.side_by_side import Contender
 from benchmarks.training_steps import plain_steps, seeded, trainer_steps
 from data.specs import DatasetSpec
-from inference.train_config import TrainConfig
+from inference.training.config import TrainConfig
 from models.flows.density import FlowConfig, FlowDensity
 
 CHECK_SEED = 123

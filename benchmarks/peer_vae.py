@@ -40,7 +40,7 @@ from benchmarks.svi_overhead import plain_loss
 from benchmarks.training_steps import plain_steps, seeded, trainer_steps
 from data.specs import DatasetSpec
 from evaluation.estimators import examples_per_chunk, importance_sampled, log_mean_exp, samples_per_pass
-from inference.train_config import TrainConfig
+from inference.training.config import TrainConfig
 from models.vae import VAE, VAEConfig
 
 CHECK_SEED = 123

@@ -47,7 +47,7 @@ from benchmarks.timing import add_device_arguments, setup_device
 from core.errors import DGMError, run_cli
 from data.dataset import load_dataset
 from data.specs import DATASETS
-from inference.train_config import TrainConfig
+from inference.training.config import TrainConfig
 
 ROWS = ["vae_step", "importance", "maf_step", "realnvp_step", "realnvp_density", "realnvp_sampling"]
 

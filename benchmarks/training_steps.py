@@ -3,7 +3,7 @@
 Both run ``steps`` optimisation steps per call over the same batches: the rows of
 ``data.dataset.epoch_batches`` for an epoch counter that advances by one per call, gathered from a
 tensor already on the device (nothing is loaded, copied to the device or converted in the timed
-call). Both use the trainer's optimiser, ``inference.trainer.make_adam``: fused Adam where this torch
+call). Both use the trainer's optimiser, ``inference.training.optimizers.make_adam``: fused Adam where this torch
 has it, with ``TrainConfig``'s lr and eps, so differences are the step's own cost, not the optimiser's.
 
 Ours is ``Trainer.train_epoch`` on a data set of exactly ``steps`` batches: per step the batch gather,
@@ -22,8 +22,9 @@ import torch
 
 from data.dataset import epoch_batches
 from data.specs import DatasetSpec
-from inference.train_config import TrainConfig
-from inference.trainer import Trainer, make_adam
+from inference.training.config import TrainConfig
+from inference.training.optimizers import make_adam
+from inference.training.svi_trainer import SVITrainer
 
 
 class InMemoryData:
@@ -46,7 +47,7 @@ def trainer_steps(model: Any, x_all: torch.Tensor, config: TrainConfig,
     """(``run``: one ``Trainer.train_epoch`` = x_all.shape[0] / batch_size steps, ``loss(x)``: the per-example
     loss the trainer differentiates for batch x, the same call its step makes, without stepping)."""
     run_dir = Path(tempfile.mkdtemp(prefix="bench-peers-"))  # the trainer writes nothing in train_epoch
-    trainer = Trainer(model, model.objective(), config, InMemoryData(model.spec, x_all), run_dir, "bench", device)
+    trainer = SVITrainer(model, config, InMemoryData(model.spec, x_all), run_dir, "bench", device)
     epochs = itertools.count(1)
 
     def run() -> None:

@@ -14,7 +14,7 @@ from benchmarks.peer_vae import importance_sampling, vae_step
 from benchmarks.side_by_side import Comparison, check
 from benchmarks.training_steps import seeded
 from data.specs import DATASETS
-from inference.train_config import TrainConfig
+from inference.training.config import TrainConfig
 
 CPU = torch.device("cpu")
 Q = bench.QUICK
