@@ -98,9 +98,3 @@ class OneLineErrorParser(argparse.ArgumentParser):
     def error(self, message: str) -> typing.NoReturn:  # noqa: D401 - argparse API
         print(f"error: {self.prog}: {message} (see --help)", file=sys.stderr)
         sys.exit(2)
-
-
-def require(condition: bool, message: str) -> None:
-    """Raise a :class:`DGMError` with ``message`` unless ``condition`` holds."""
-    if not condition:
-        raise DGMError(message)

@@ -18,11 +18,6 @@ class TrainingDiverged(DGMError):
     """The training objective became NaN or infinite; the last good checkpoint is kept."""
 
 
-def fail(message: str) -> NoReturn:
-    """Raise a :class:`DGMError` (a readable shorthand inside validation code)."""
-    raise DGMError(message)
-
-
 def run_cli(main: Callable[[list[str] | None], int | None], argv: list[str] | None = None) -> NoReturn:
     """Run ``main(argv)`` and exit: 0 on success, 2 on a :class:`DGMError`, 130 on Ctrl-C."""
     try:

@@ -25,20 +25,24 @@ class ModelSpec:
     description: str
     #: TrainConfig defaults this family needs (e.g. the GAN's lr 2e-4); the command line still wins
     train_defaults: dict[str, Any] = field(default_factory=dict)
+    #: small options (of ``config_cls``) that the generic tests and examples build the family with
+    example_options: dict[str, Any] = field(default_factory=dict)
 
 
 MODELS: dict[str, ModelSpec] = {}
 
 
-def register_model(name: str, config_cls: type, trainer: str = "svi",
-                   description: str = "", train_defaults: dict[str, Any] | None = None) -> Callable:
-    """Decorator for ``build(config, dataset_spec) -> GenerativeModel`` functions."""
+def register_model(name: str, config_cls: type, trainer: str = "svi", description: str = "",
+                   train_defaults: dict[str, Any] | None = None,
+                   example_options: dict[str, Any] | None = None) -> Callable:
+    """Decorator for ``build(config, dataset_spec) -> GenerativeModel`` functions: registers the family
+    ``name`` (``python -m inference.train NAME``, ``load_run`` and the generic tests read this registry)."""
 
     def decorate(build: Callable) -> Callable:
         if name in MODELS:
             raise ValueError(f"model {name!r} registered twice")
         MODELS[name] = ModelSpec(name, config_cls, build, trainer, description or (build.__doc__ or "").strip(),
-                                 dict(train_defaults or {}))
+                                 dict(train_defaults or {}), dict(example_options or {}))
         return build
 
     return decorate

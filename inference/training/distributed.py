@@ -41,8 +41,8 @@ from torch import nn
 
 from core.device import resolve_device
 from core.errors import DGMError
+from models.protocols import DATA_PLATE
 
-DATA_PLATE = "data"
 T = TypeVar("T")
 
 
@@ -100,11 +100,6 @@ class DistributedContext:
         sizes = [len(c) for c in torch.tensor_split(torch.arange(index.shape[0]), self.world_size)]
         offset = sum(sizes[:self.rank])
         return Shard(index[offset:offset + sizes[self.rank]], offset, index.shape[0])
-
-    def loss_scale(self, shard: Shard) -> float:
-        """Factor turning this rank's summed loss into what it backpropagates: P / B_step (DDP averages
-        over the P ranks, giving the gradient of the global mean); 1 / B without torchrun."""
-        return self.world_size / shard.global_size
 
     # ---- collectives --------------------------------------------------------------------------
     def all_reduce_sum(self, value: torch.Tensor) -> torch.Tensor:

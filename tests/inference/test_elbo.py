@@ -10,9 +10,13 @@ import pytest
 import torch
 from pyro.infer import SVI, RenyiELBO, Trace_ELBO
 
+from data.dataset import epoch_batches
+from data.in_memory import InMemoryDataset
 from data.specs import DATASETS
 from inference.objectives.elbo import AnalyticKLTrace_ELBO
 from inference.objectives.iwae import IWAE_ELBO
+from inference.training.config import TrainConfig
+from inference.training.svi_trainer import SVITrainer
 from models.vae import VAE, VAEConfig
 
 SPEC = DATASETS["binarized_digits"]
@@ -61,14 +65,16 @@ def test_kl_weight_scales_only_the_kl_term() -> None:
     torch.testing.assert_close(loss.detach(), -(objective.components["recon"] - 0.25 * objective.components["kl"]))
 
 
-def test_one_trainer_step_equals_one_pyro_svi_step() -> None:
-    """The trainer's torch-Adam step on loss / B is exactly pyro.infer.SVI with pyro.optim.Adam on the scaled model."""
+def test_one_trainer_step_equals_one_pyro_svi_step(tmp_path) -> None:
+    """One step of the real SVI trainer (``train_epoch`` on one batch: our lean ELBO traces, loss / B,
+    fused torch Adam) is pyro.infer.SVI with pyro.optim.Adam on the scaled model, parameter for parameter."""
     x = binary_batch(8)
     ours, theirs = tiny_vae(3), tiny_vae(3)
-    optimizer = torch.optim.Adam(ours.parameters(), lr=1e-2)
+    config = TrainConfig(dataset="binarized_digits", batch_size=8, lr=1e-2, epochs=1, device="cpu")
+    trainer = SVITrainer(ours, config, InMemoryDataset(SPEC, x), tmp_path, "vae", torch.device("cpu"))
+    (order,) = epoch_batches(8, 8, config.seed, 1)  # the trainer's batch: x in its shuffled order
     torch.manual_seed(11)
-    (AnalyticKLTrace_ELBO().differentiable_loss(ours.model, ours.guide, x) / x.shape[0]).backward()
-    optimizer.step()
+    trainer.train_epoch(1)
 
     pyro.clear_param_store()
 
@@ -84,7 +90,7 @@ def test_one_trainer_step_equals_one_pyro_svi_step() -> None:
 
     svi = SVI(model, guide, pyro.optim.Adam({"lr": 1e-2}), loss=AnalyticKLTrace_ELBO())
     torch.manual_seed(11)
-    svi.step(x)
+    svi.step(x[order])
     for (name, a), (_, b) in zip(ours.named_parameters(), theirs.named_parameters()):
         torch.testing.assert_close(a, b, msg=name)
     pyro.clear_param_store()

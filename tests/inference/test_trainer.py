@@ -159,3 +159,26 @@ def test_burda_schedule_gives_3_to_the_i_epochs_at_lr_times_10_to_the_minus_i_ov
     assert len(expected) == 3280
     assert used[:3280] == pytest.approx(expected, rel=1e-9)
     assert used[3280:] == pytest.approx([1e-4] * 10, rel=1e-9)
+
+
+def test_kl_warmup_reaches_the_loss_step_by_step(tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch) -> None:
+    """End to end through the CLI: with --kl-warmup-epochs 2 the ELBO's KL weight at step i of epoch e is
+    min(1, (e - 1 + i / steps) / 2), so it rises from 0 over two epochs and then stays at 1."""
+    from inference.objectives.elbo import AnalyticKLTrace_ELBO
+
+    seen: list[float] = []
+    original = AnalyticKLTrace_ELBO.differentiable_loss
+
+    def spy(self, model, guide, *args, **kwargs):
+        if self.num_particles == 1 and torch.is_grad_enabled():  # the training loss, not validation
+            seen.append(self.kl_weight)
+        return original(self, model, guide, *args, **kwargs)
+
+    monkeypatch.setattr(AnalyticKLTrace_ELBO, "differentiable_loss", spy)
+    options = ["--dataset", "binarized_digits", "--hidden", "16", "--latent-dim", "2", "--batch-size", "500",
+               "--device", "cpu", "--kl-warmup-epochs", "2", "--epochs", "3"]
+    assert cli(train_main, ["vae", *options, "--out", tmp_path / "run"], capsys)[0] == 0
+    steps = 3  # 1297 training images in batches of 500
+    expected = [min(1.0, (e - 1 + i / steps) / 2) for e in (1, 2, 3) for i in range(steps)]
+    assert seen == pytest.approx(expected)
+    assert seen[0] == 0.0 and seen[-1] == 1.0
