@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import sys
 import types
 import typing
@@ -70,10 +71,55 @@ def add_dataclass_arguments(parser: argparse.ArgumentParser, cls: type, title: s
                                **_parser_kwargs(field, hints, overrides or {}))
 
 
+def _coerce(name: str, value: Any, tp: Any) -> Any:
+    """``value`` as field ``name`` of type ``tp`` takes it (a JSON list becomes a tuple, an integer a float), or
+    a one-line error: values from a saved ``config.json`` or from Python are checked like command-line ones."""
+    inner, optional = _strip_optional(tp)
+    if value is None and optional:
+        return None
+    origin = get_origin(inner)
+    wrong = DGMError(f"{option_name(name)} takes {_describe(inner)}, got {value!r}")
+    if origin is Literal:
+        if value not in get_args(inner):
+            raise DGMError(f"{option_name(name)} must be one of {', '.join(map(str, get_args(inner)))}, got {value!r}")
+        return value
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)) or not value:
+            raise wrong
+        return tuple(_coerce(name, v, get_args(inner)[0]) for v in value)
+    if inner is bool:
+        if not isinstance(value, bool):
+            raise wrong
+        return value
+    if inner is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise wrong
+        return value
+    if inner is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise wrong
+        value = float(value)
+        if not math.isfinite(value):
+            raise DGMError(f"{option_name(name)} must be a finite number, got {value}")
+        return value
+    if inner is str and not isinstance(value, str):
+        raise wrong
+    return value
+
+
+def _describe(tp: Any) -> str:
+    origin = get_origin(tp)
+    if origin is tuple:
+        return f"one or more {_describe(get_args(tp)[0])} values"
+    return {int: "an integer", float: "a number", str: "a string", bool: "true or false"}.get(tp, str(tp))
+
+
 def build_config(cls: type, values: dict[str, Any]) -> Any:
-    """Instantiate ``cls`` from a dict, ignoring foreign keys, converting lists to tuples."""
+    """Instantiate ``cls`` from a dict, ignoring foreign keys, with every value type-checked (lists become
+    tuples, non-finite floats are refused) and the config's own ``validate()`` run: one-line errors."""
+    hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
-    kwargs = {k: (tuple(v) if isinstance(v, list) else v) for k, v in values.items() if k in names}
+    kwargs = {k: _coerce(k, v, hints[k]) for k, v in values.items() if k in names}
     config = cls(**kwargs)
     validate = getattr(config, "validate", None)
     if validate is not None:

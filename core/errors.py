@@ -6,6 +6,9 @@ set) raises :class:`DGMError`. Command-line entry points run through :func:`run_
 """
 from __future__ import annotations
 
+import errno
+import re
+import signal
 import sys
 from typing import Callable, NoReturn
 
@@ -14,18 +17,60 @@ class DGMError(Exception):
     """An error caused by the user's input; its message is complete and printed alone."""
 
 
+class Interrupted(DGMError):
+    """Ctrl-C (SIGINT): the message says what was kept; exit code 130, as for any interrupted command."""
+
+    exit_code = 130
+
+
 class TrainingDiverged(DGMError):
     """The training objective became NaN or infinite; the last good checkpoint is kept."""
 
 
+def resource_error(exc: BaseException) -> str | None:
+    """The one-line message of an error the machine's resources caused (disk full, no permission, out of
+    memory), or None for anything else (a bug, which should keep its traceback)."""
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        where = f" writing {exc.filename}" if exc.filename else ""
+        return f"no space left on the device{where}; free some space and run the command again"
+    if isinstance(exc, OSError) and exc.errno in (errno.EACCES, errno.EROFS, errno.EPERM) and exc.filename:
+        return f"permission denied: {exc.filename} cannot be written; choose another location"
+    if isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError" or (
+            isinstance(exc, RuntimeError) and "can't allocate memory" in str(exc)):
+        detail = " ".join(str(exc).split())
+        size = re.search(r"allocate (?:memory: you tried to allocate )?(\d+) bytes", detail)
+        need = f" (one allocation of {int(size.group(1)) / 2 ** 30:.1f} GiB)" if size else ""
+        return f"out of memory{need}: use smaller sizes (e.g. --batch-size, --hidden, -n, --num-samples, --chunk-size)"
+    return None
+
+
 def run_cli(main: Callable[[list[str] | None], int | None], argv: list[str] | None = None) -> NoReturn:
-    """Run ``main(argv)`` and exit: 0 on success, 2 on a :class:`DGMError`, 130 on Ctrl-C."""
+    """Run ``main(argv)`` and exit: 0 on success, 2 on a :class:`DGMError` or an exhausted resource (disk,
+    memory, permissions), 130 on Ctrl-C; the message is one line on stderr."""
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # from here on Ctrl-C raises KeyboardInterrupt
     try:
         code = main(argv)
     except DGMError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        sys.exit(2)
+        sys.exit(getattr(exc, "exit_code", 2))
     except KeyboardInterrupt:
-        print("error: interrupted; the last checkpoint is kept (continue with --resume)", file=sys.stderr)
+        print("error: interrupted", file=sys.stderr)
         sys.exit(130)
+    except (OSError, MemoryError, RuntimeError) as exc:
+        message = resource_error(exc)
+        if message is None:
+            raise
+        print(f"error: {message}", file=sys.stderr)
+        sys.exit(2)
     sys.exit(code or 0)
+
+
+def quiet_interrupts() -> None:
+    """Ctrl-C while a command is still importing its modules (torch takes seconds) exits with one line
+    instead of a traceback; ``run_cli`` restores the usual KeyboardInterrupt once the command runs."""
+
+    def interrupted(signum: int, frame: object) -> None:
+        print("error: interrupted", file=sys.stderr)
+        sys.exit(130)
+
+    signal.signal(signal.SIGINT, interrupted)

@@ -18,6 +18,7 @@ import csv
 import datetime as _dt
 import io
 import json
+import math
 import os
 import platform
 import subprocess
@@ -32,6 +33,8 @@ import torch
 from core.errors import DGMError
 
 SCHEMA_VERSION = 1
+#: the entries of config.json that commands read, with their JSON types
+CONFIG_KEYS: dict[str, type] = {"model": str, "dataset": str, "seed": int, "train": dict, "model_options": dict}
 CONFIG = "config.json"
 METRICS = "metrics.csv"
 CHECKPOINT = "checkpoint.pt"
@@ -88,12 +91,28 @@ def load_state(model: torch.nn.Module, state: dict[str, Any], path: Path, expect
     """Load weights, turning a foreign or mismatched checkpoint into a one-line error."""
     if state["model"] != expected_model:
         raise DGMError(f"{path} holds a {state['model']!r} model, but the run is a {expected_model!r} model")
+    weights = state["model_state"]
+    if not isinstance(weights, dict) or not all(isinstance(v, torch.Tensor) for v in weights.values()):
+        raise DGMError(f"{path} is damaged: its model_state is not a dict of tensors")
+    bad = [name for name, v in weights.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if bad:
+        raise DGMError(f"{path} holds non-finite weights (NaN or infinite, first in {bad[0]!r}): it cannot be used; "
+                       "resume from an earlier copy or train again")
     try:
-        model.load_state_dict(state["model_state"])
-    except RuntimeError as exc:
+        model.load_state_dict(weights)
+    except (RuntimeError, KeyError, TypeError, ValueError) as exc:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         detail = " ".join(str(exc).split())[:300]
         raise DGMError(f"{path} does not fit the model of its config ({first}: {detail})") from None
+
+
+def check_resumable(state: dict[str, Any], path: Path, required: tuple[str, ...]) -> None:
+    """A checkpoint to resume from must hold every entry the trainer restores (``required``) and the
+    RNG states; a one-line error names the first missing one."""
+    for key in ("epoch", "step", "rng", *required):
+        if key not in state:
+            raise DGMError(f"{path} is damaged or not a training checkpoint: it has no {key!r} entry; "
+                           "resume is impossible (start a new run)")
 
 
 def git_commit(cwd: Path | None = None) -> str:
@@ -165,13 +184,44 @@ def read_config(run_dir: Path) -> dict[str, Any]:
         config = json.loads(path.read_text())
     except json.JSONDecodeError as exc:
         raise DGMError(f"{path} is not valid JSON: {exc}") from None
+    if not isinstance(config, dict):
+        raise DGMError(f"{path} is not a run's config (a JSON object is expected, got {type(config).__name__})")
     if config.get("schema_version") != SCHEMA_VERSION:
         raise DGMError(f"{path}: schema_version {config.get('schema_version')!r} is not {SCHEMA_VERSION}")
+    for key, kind in CONFIG_KEYS.items():
+        if not isinstance(config.get(key), kind):
+            raise DGMError(f"{path} is damaged: {key!r} should be a {kind.__name__}, got "
+                           f"{type(config.get(key)).__name__}")
     return config
 
 
+def finite_json(obj: Any) -> Any:
+    """``obj`` with every NaN or infinite float replaced by None: JSON has no such numbers (Python's
+    ``NaN`` token is not JSON), so an undefined value is written as ``null``."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: finite_json(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [finite_json(v) for v in obj]
+    return obj
+
+
 def write_json(path: Path, obj: Any) -> None:
-    atomic_write_text(Path(path), json.dumps(obj, indent=2, sort_keys=False) + "\n")
+    """Valid JSON, atomically (non-finite numbers as null)."""
+    atomic_write_text(Path(path), json.dumps(finite_json(obj), indent=2, sort_keys=False, allow_nan=False) + "\n")
+
+
+def remove_stale_temporaries(run_dir: Path) -> list[Path]:
+    """Delete the ``.NAME.XXXX.tmp`` files that an interrupted atomic write left (call with the run's lock)."""
+    removed = []
+    for tmp in Path(run_dir).glob(".*.tmp"):
+        try:
+            tmp.unlink()
+            removed.append(tmp)
+        except OSError:
+            pass
+    return removed
 
 
 class MetricsLog:

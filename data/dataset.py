@@ -8,7 +8,7 @@ import torch
 
 from core.errors import DGMError
 from data import binarized_mnist, digits, idx_mnist
-from data.files import data_dir
+from data.files import MissingDataFile, data_dir
 from data.specs import DATASETS, SPLITS, DatasetSpec
 
 
@@ -45,6 +45,17 @@ class Dataset:
             else:  # dynamic_binarized_mnist: grey levels kept; binarized on access
                 self._cache[split] = idx_mnist.load("mnist", split, self.directory)
         return self._cache[split]
+
+    def require(self, splits: tuple[str, ...] = SPLITS) -> None:
+        """Load ``splits`` now (before any work): one error naming every missing file at once."""
+        missing = []
+        for split in splits:
+            try:
+                self._load(split)
+            except MissingDataFile as exc:
+                missing.append(exc)
+        if missing:
+            raise MissingDataFile.combined(missing)
 
     def split(self, split: str) -> torch.Tensor:
         """The images of ``split`` ("train", "val" or "test") on the data scale."""

@@ -13,6 +13,7 @@ import hashlib
 import os
 import tempfile
 import urllib.request
+import zlib
 from pathlib import Path
 
 from core.errors import DGMError
@@ -40,7 +41,7 @@ def read_maybe_gzip(path: Path) -> bytes:
     if raw[:2] == b"\x1f\x8b":
         try:
             return gzip.decompress(raw)
-        except (OSError, EOFError) as exc:
+        except (OSError, EOFError, zlib.error) as exc:
             raise DGMError(f"{path} is a damaged gzip file ({exc}); delete it and download it again") from None
     return raw
 
@@ -76,6 +77,26 @@ def download(url: str, destination: Path, md5: str) -> None:
             os.unlink(tmp)
 
 
+class MissingDataFile(DGMError):
+    """A data file that is neither on disk nor downloadable; ``combined`` joins several into one line."""
+
+    def __init__(self, dataset: str, folder: Path, names: list[str], url: str, reason: str):
+        self.dataset, self.folder, self.names, self.url, self.reason = dataset, folder, names, url, reason
+        super().__init__(f"{dataset}: missing {' or '.join(names)} in {folder}; {reason}. Download {url} into "
+                         f"{folder} (gzipped or not), or point --data-dir / DGM_DATA_DIR at a folder that has it")
+
+    @staticmethod
+    def combined(missing: list["MissingDataFile"]) -> DGMError:
+        """One error naming every missing file (one line), instead of one file per attempt."""
+        if len(missing) == 1:
+            return missing[0]
+        first = missing[0]
+        files = "; ".join(f"{' or '.join(m.names)} ({m.url})" for m in missing)
+        return DGMError(f"{first.dataset}: {len(missing)} files are missing in {first.folder}: {files}; "
+                        f"{first.reason}. Download them into {first.folder} (gzipped or not), or point --data-dir / "
+                        "DGM_DATA_DIR at a folder that has them")
+
+
 def obtain(folder: Path, names: list[str], url: str, md5: str, dataset: str) -> bytes:
     """The verified, decompressed content of the first of ``names`` in ``folder``.
 
@@ -95,9 +116,7 @@ def obtain(folder: Path, names: list[str], url: str, md5: str, dataset: str) -> 
             except Exception as exc:  # network errors come in many types
                 reason = f"download from {url} failed ({type(exc).__name__}: {exc})"
         if path is None:
-            raise DGMError(
-                f"{dataset}: missing {' or '.join(names)} in {folder}; {reason}. Download {url} into {folder} "
-                "(gzipped or not), or point --data-dir / DGM_DATA_DIR at a folder that has it")
+            raise MissingDataFile(dataset, folder, names, url, reason or "")
     content = read_maybe_gzip(path)
     verify(path, content, md5)
     return content

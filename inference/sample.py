@@ -1,7 +1,16 @@
 """``python -m inference.sample RUN_DIR -n 64 --out FILE.png [--mean] [--seed S] [--temperature T]``: a grid of samples."""
 from __future__ import annotations
 
+from core.errors import quiet_interrupts
+
+if __name__ == "__main__":
+    quiet_interrupts()  # Ctrl-C during the heavy imports below: one line, not a traceback
+
+
 import inspect
+import math
+import os
+from contextlib import nullcontext
 from pathlib import Path
 
 import torch
@@ -9,35 +18,66 @@ import torch
 from core.config import OneLineErrorParser
 from core.device import resolve_device
 from core.errors import DGMError, run_cli
+from core.run_lock import RunLock
 from inference.training.load_run import load_run
 from core.plots import save_image_grid
 
 
+#: the most images in one grid: beyond this a PNG grid is unreadable (and the draw is only memory)
+MAX_SAMPLES = 10_000
+
+
+def output_path(out: Path | None, run_dir: Path) -> Path:
+    """The PNG to write: ``--out`` (a directory gets ``samples.png`` inside it), or ``RUN_DIR/samples.png``;
+    checked before any work (suffix, a writable folder)."""
+    if out is None:
+        return run_dir / "samples.png"
+    if out.is_dir():
+        out = out / "samples.png"
+    if out.suffix.lower() != ".png":
+        raise DGMError(f"--out {out}: the grid is written as PNG; give a file name ending in .png or a directory")
+    folder = next((p for p in (out.parent, *out.parent.parents) if p.exists()), Path("."))
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise DGMError(f"--out {out}: {folder} is not writable")
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = OneLineErrorParser(prog="python -m inference.sample", description=__doc__)
-    parser.add_argument("run_dir", type=Path)
-    parser.add_argument("-n", type=int, default=64, help="number of samples")
-    parser.add_argument("--out", type=Path, default=None, help="PNG file (default: RUN_DIR/samples.png)")
+    parser.add_argument("run_dir", type=Path, help="a run directory written by inference.train")
+    parser.add_argument("-n", type=int, default=64, help=f"number of samples, 1..{MAX_SAMPLES} (default: 64)")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="PNG file, or a directory to write samples.png into (default: RUN_DIR/samples.png)")
     parser.add_argument("--mean", action="store_true", help="show E[x | z] instead of drawing x (decoder models)")
     parser.add_argument("--temperature", type=float, default=None,
                         help="sampling temperature T of models that have one (flows: base N(0, T^2 I))")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--checkpoint", default="best", choices=["best", "last"])
-    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    parser.add_argument("--seed", type=int, default=0, help="seed of the draw (default: 0)")
+    parser.add_argument("--checkpoint", default="best", choices=["best", "last"],
+                        help="best.pt (best validation objective) or checkpoint.pt (the last epoch) (default: best)")
+    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
+                        help="auto uses a GPU when there is one (default: auto)")
     args = parser.parse_args(argv)
-    if args.n < 1:
-        raise DGMError("-n must be at least 1")
+    if not 1 <= args.n <= MAX_SAMPLES:
+        raise DGMError(f"-n must be in 1..{MAX_SAMPLES}, got {args.n}")
+    if not 0 <= args.seed < 2 ** 32:
+        raise DGMError(f"--seed must be in 0..{2 ** 32 - 1}, got {args.seed}")
+    if args.temperature is not None and not (math.isfinite(args.temperature) and args.temperature > 0):
+        raise DGMError(f"--temperature must be a positive finite number, got {args.temperature}")
+    out = output_path(args.out, args.run_dir)
     run = load_run(args.run_dir, which=args.checkpoint, device=resolve_device(args.device))
-    torch.manual_seed(args.seed)
     extra = {}
     if args.temperature is not None:
         if "temperature" not in inspect.signature(run.model.sample).parameters:
             raise DGMError(f"--temperature: a {run.config['model']!r} model has no sampling temperature")
         extra["temperature"] = args.temperature
-    images = run.model.sample(args.n, mean=args.mean, **extra)
-    out = args.out or args.run_dir / "samples.png"
-    save_image_grid(images, run.dataset.spec.levels, out, title=f"{run.config['model']} samples")
-    print(f"wrote {args.n} samples to {out}")
+    inside = out.resolve().is_relative_to(args.run_dir.resolve())
+    with RunLock(args.run_dir, "sampling") if inside else nullcontext():  # a file of the run: one writer
+        torch.manual_seed(args.seed)
+        images = run.model.sample(args.n, mean=args.mean, **extra)
+        save_image_grid(images, run.dataset.spec.levels, out,
+                        title=f"{run.config['model']} ({args.run_dir.name}): {args.n} "
+                              f"{'means E[x | z]' if args.mean else 'samples'}")
+    print(f"wrote {args.n} {'means' if args.mean else 'samples'} to {out}")
     return 0
 
 

@@ -16,17 +16,28 @@ resumes, trains, draws the final figures and runs the trainer's final test evalu
 """
 from __future__ import annotations
 
+from core.errors import quiet_interrupts
+
+if __name__ == "__main__":
+    quiet_interrupts()  # Ctrl-C during the heavy imports below: one line, not a traceback
+
+
 import argparse
 from pathlib import Path
 from typing import Any
 
 import torch
 
+import os
+from contextlib import nullcontext
 from dataclasses import fields
 
 from core.config import OneLineErrorParser, add_dataclass_arguments, build_config, explicit_options, to_jsonable
-from core.errors import DGMError, run_cli
-from core.run_dir import CHECKPOINT, CONFIG, SCHEMA_VERSION, load_checkpoint, provenance, read_config, write_json
+from core.errors import DGMError, Interrupted, run_cli
+from core.memory import check_fits, parameter_bytes
+from core.run_dir import (CHECKPOINT, CONFIG, SCHEMA_VERSION, load_checkpoint, provenance, read_config,
+                          remove_stale_temporaries, write_json)
+from core.run_lock import LOCK_FILES, RunLock
 from core.seeding import seed_everything
 from data import load_dataset
 from evaluation.judge import EvaluationJudge
@@ -94,20 +105,46 @@ def _normal(value: Any) -> Any:
 
 
 def _last_epoch(run_dir: Path) -> int:
-    return int(load_checkpoint(run_dir / CHECKPOINT)["epoch"])
+    """Epochs in the run's checkpoint (0 for a run stopped before its first checkpoint)."""
+    if not (Path(run_dir) / CHECKPOINT).is_file():
+        return 0
+    return int(load_checkpoint(Path(run_dir) / CHECKPOINT)["epoch"])
 
 
-def prepare_run_dir(args: argparse.Namespace, train: TrainConfig) -> Path:
+def _content(out: Path) -> list[Path]:
+    """What a directory holds besides the lock's own files."""
+    return [p for p in out.iterdir() if p.name not in LOCK_FILES]
+
+
+def check_run_dir(args: argparse.Namespace, train: TrainConfig) -> Path:
+    """Where the run goes, checked before anything is written: a fresh run needs a new or empty ``--out``
+    (a file, or a directory that cannot be created, is refused); ``--resume`` needs a run directory."""
     out = args.out or Path("runs") / f"{args.model}-{train.dataset}-seed{train.seed}"
     args.out = out
+    if out.exists() and not out.is_dir():
+        raise DGMError(f"--out {out} is a file, not a run directory")
     if args.resume:
         if not (out / CONFIG).is_file():
             raise DGMError(f"--resume: {out} is not a run directory (no {CONFIG})")
-        if not (out / CHECKPOINT).is_file():
-            raise DGMError(f"--resume: {out} has no {CHECKPOINT} to resume from")
-    elif out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise DGMError(f"{out} is not empty; pass --resume to continue that run or choose another --out")
-    out.mkdir(parents=True, exist_ok=True)
+    elif out.exists() and _content(out):
+        unfinished = (out / CONFIG).is_file() and not (out / CHECKPOINT).is_file()
+        raise DGMError(f"{out} is not empty" + (" (a run stopped before its first checkpoint)" if unfinished else "")
+                       + "; pass --resume to continue that run or choose another --out")
+    writable = next((p for p in (out, *out.parents) if p.exists()), Path("."))
+    if not writable.is_dir():
+        raise DGMError(f"--out {out} cannot be created: {writable} is a file, not a directory")
+    if not os.access(writable, os.W_OK | os.X_OK):
+        raise DGMError(f"--out {out}: {writable} is not writable")
+    return out
+
+
+def prepare_run_dir(args: argparse.Namespace, train: TrainConfig) -> Path:
+    """``check_run_dir``, then create the directory."""
+    out = check_run_dir(args, train)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DGMError(f"--out {out} cannot be created: {exc.strerror or exc}") from None
     return out
 
 
@@ -118,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.resume and args.out is None:
         raise DGMError("--resume needs --out RUN_DIR")
     if args.resume:
-        prepare_run_dir(args, TrainConfig())  # validates before configs are read
+        check_run_dir(args, TrainConfig())  # validates before configs are read
     train, model_config, saved = resolve_configs(args, spec.config_cls)
     with distributed_session(train.device) as (dist, device):
         return _train(args, spec, train, model_config, saved, dist, device)
@@ -138,32 +175,62 @@ def run_config(args: argparse.Namespace, train: TrainConfig, model_config: Any, 
 
 def _train(args: argparse.Namespace, spec: ModelSpec, train: TrainConfig, model_config: Any,
            saved: dict[str, Any] | None, dist: DistributedContext, device: torch.device) -> int:
-    """Train (every process under torchrun); rank 0 alone writes files, draws figures and evaluates."""
+    """Train (every process under torchrun); rank 0 alone writes files, draws figures and evaluates.
+
+    Everything that can fail on the inputs (options, data files, the model's acceptance of the data)
+    is checked before the run directory is created or touched, so a refusal leaves nothing behind;
+    rank 0 holds the run directory's lock from then to the end."""
     trainer_cls = trainer_spec(spec.trainer).cls
     dist.check_batch_size(train.batch_size)
     Precision(train.precision, device)  # refuses fp16 without CUDA before anything is written
     dataset = load_dataset(train.dataset, train.data_dir)
+    dataset.require(("train", "val", "test"))  # missing or corrupt data files fail here, all named at once
+    weights = parameter_bytes(lambda: spec.build(model_config, dataset.spec))
+    if weights is not None:  # weights, gradients and Adam's two moments
+        check_fits(4 * weights, f"a {args.model} with {weights / 4:,.0f} parameters", "choose smaller sizes "
+                   "(e.g. --hidden, --latent-dim, --channels)", device)
     seed_everything(train.seed)
     model = spec.build(model_config, dataset.spec)  # refuses unsupported data before anything is written
     trainer_cls.check_options(train, model)
-    out = args.out = dist.on_main(lambda: prepare_run_dir(args, train))
-    if dist.is_main:
-        write_json(out / CONFIG, run_config(args, train, model_config, saved, dist, device))
-    dataset.split("val")  # fail on missing files before training starts
-    trainer = trainer_cls(model, train, dataset, out, args.model, device, dist, EvaluationJudge())
-    if args.resume:
-        trainer.resume()
-    elif dist.is_main:
-        trainer.figures.samples(0)
-    if dist.is_main:
-        print(f"{args.model} on {train.dataset} ({trainer.describe()}) on {device}{dist.summary()}; "
-              f"run directory {out}", flush=True)
-    trainer.fit(on_epoch_end=trainer.figures.on_epoch_end if dist.is_main else None)
-    if not dist.is_main:
-        return 0
-    trainer.figures.final(trainer.state.epoch, _first_test_images(dataset))
-    trainer.final_evaluation(load_run(out, "best", device=device))
+    out = args.out = dist.on_main(lambda: prepare_run_dir(args, train))  # every rank takes part in the broadcast
+    with RunLock(out, "training") if dist.is_main else nullcontext():
+        restart = args.resume and not (out / CHECKPOINT).is_file()
+        if dist.is_main:
+            for tmp in remove_stale_temporaries(out):
+                print(f"removed {tmp.name}, left by an interrupted write", flush=True)
+            if restart:
+                print(f"{out} has no {CHECKPOINT} (stopped before its first epoch ended): starting it over with its "
+                      "saved options", flush=True)
+            write_json(out / CONFIG, run_config(args, train, model_config, saved, dist, device))
+        trainer = trainer_cls(model, train, dataset, out, args.model, device, dist, EvaluationJudge())
+        if args.resume and not restart:
+            trainer.resume()
+        elif dist.is_main:
+            trainer.metrics.truncate_after(0)  # rows of an attempt that never reached a checkpoint
+            trainer.figures.samples(0)
+        if trainer.state.epoch >= train.epochs and dist.is_main:
+            print(f"{out} is already trained for {trainer.state.epoch} epochs (--epochs {train.epochs}): nothing to "
+                  "train; raise --epochs to train longer", flush=True)
+        elif dist.is_main:
+            print(f"{args.model} on {train.dataset} ({trainer.describe()}) on {device}{dist.summary()}; "
+                  f"run directory {out}", flush=True)
+        try:
+            trainer.fit(on_epoch_end=trainer.figures.on_epoch_end if dist.is_main else None)
+        except KeyboardInterrupt:
+            raise Interrupted(_kept(out, trainer.state.epoch)) from None
+        if not dist.is_main:
+            return 0
+        trainer.figures.final(trainer.state.epoch, _first_test_images(dataset))
+        trainer.final_evaluation(load_run(out, "best", device=device))
     return 0
+
+
+def _kept(out: Path, epoch: int) -> str:
+    """The truth about an interrupted run: what is kept and how to go on."""
+    if (out / CHECKPOINT).is_file():
+        return (f"interrupted; the checkpoint of epoch {epoch} in {out / CHECKPOINT} is kept: continue with "
+                f"--resume --out {out}")
+    return f"interrupted before the first checkpoint; --resume --out {out} starts the run over with its options"
 
 
 def _first_test_images(dataset: Any, n: int = 2) -> torch.Tensor | None:

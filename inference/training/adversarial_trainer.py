@@ -39,7 +39,7 @@ import torch
 from tqdm import tqdm
 
 from core.errors import DGMError, TrainingDiverged
-from core.run_dir import CHECKPOINT, METRICS, MetricsLog, load_checkpoint, load_state
+from core.run_dir import CHECKPOINT, METRICS, MetricsLog
 from data.dataset import Dataset, epoch_batches
 from inference.objectives.adversarial_losses import AdversarialLoss, adversarial_loss, gradient_penalty
 from inference.training.distributed import SINGLE_PROCESS, DistributedContext, Shard, global_noise
@@ -148,23 +148,9 @@ class AdversarialTrainer(EpochLoop):
               f"{s['class_entropy']:.3f} nats (floor {f['class_entropy']:.3f})", flush=True)
 
     # ---- checkpoints -------------------------------------------------------------------------
-    def checkpoint(self) -> dict[str, Any]:
-        return {**self.loop_state(), "model": self.model_name, "model_state": self.model.state_dict(),
-                "optimizer_state": self.g_optimizer.state_dict(), "d_optimizer_state": self.d_optimizer.state_dict(),
-                "scheduler_state": self.g_scheduler.state_dict(), "d_scheduler_state": self.d_scheduler.state_dict()}
-
-    def resume(self) -> None:
-        """Restore everything from ``checkpoint.pt`` and drop metrics rows written after it."""
-        path = self.run_dir / CHECKPOINT
-        state = load_checkpoint(path, map_location=self.device)
-        load_state(self.model, state, path, self.model_name)
-        if "d_optimizer_state" not in state:
-            raise DGMError(f"{path} has no discriminator optimiser state: not a checkpoint of the adversarial trainer")
-        self.g_optimizer.load_state_dict(state["optimizer_state"])
-        self.d_optimizer.load_state_dict(state["d_optimizer_state"])
-        self.g_scheduler.load_state_dict(state["scheduler_state"])
-        self.d_scheduler.load_state_dict(state["d_scheduler_state"])
-        self.restore_loop_state(state)
+    def restorable(self) -> dict[str, Any]:
+        return {"optimizer_state": self.g_optimizer, "d_optimizer_state": self.d_optimizer,
+                "scheduler_state": self.g_scheduler, "d_scheduler_state": self.d_scheduler}
 
     # ---- one epoch ---------------------------------------------------------------------------
     def _step(self, optimizer: torch.optim.Optimizer, loss: torch.Tensor, params: Any) -> None:

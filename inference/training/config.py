@@ -8,6 +8,11 @@ from core.errors import DGMError
 from data.specs import DATASETS
 
 
+#: the largest --lr accepted: Adam's step is about lr per parameter, so more than this diverges at once
+MAX_LR = 10.0
+MAX_EPOCHS = 10 ** 6
+
+
 @dataclass
 class TrainConfig:
     """Options of ``python -m inference.train MODEL`` common to all models."""
@@ -42,9 +47,13 @@ class TrainConfig:
         for name in ("epochs", "batch_size", "val_batch_size"):
             if getattr(self, name) < 1:
                 raise DGMError(f"--{name.replace('_', '-')} must be at least 1")
-        if not self.lr > 0:
-            raise DGMError("--lr must be positive")
-        if not self.adam_eps > 0:
-            raise DGMError("--adam-eps must be positive")
+        if self.epochs > MAX_EPOCHS:
+            raise DGMError(f"--epochs must be at most {MAX_EPOCHS:,}, got {self.epochs:,}")
+        if not 0 < self.lr <= MAX_LR:
+            raise DGMError(f"--lr must be in (0, {MAX_LR:g}] (Adam's step size), got {self.lr:g}")
+        if not 0 < self.adam_eps <= 1:
+            raise DGMError(f"--adam-eps must be in (0, 1], got {self.adam_eps:g}")
+        if not 0 <= self.seed < 2 ** 32:
+            raise DGMError(f"--seed must be an integer in 0..{2 ** 32 - 1} (numpy's seed range), got {self.seed}")
         if self.patience < 0 or self.grad_clip < 0 or not 0 < self.lr_decay <= 1:
             raise DGMError("--patience and --grad-clip must be >= 0, --lr-decay in (0, 1]")

@@ -19,7 +19,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from core.run_dir import BEST, CHECKPOINT, MetricsLog, atomic_torch_save
+import torch
+
+from core.errors import DGMError, TrainingDiverged
+from core.run_dir import BEST, CHECKPOINT, MetricsLog, atomic_torch_save, check_resumable, load_checkpoint, load_state
 from core.seeding import rng_state, set_rng_state
 from inference.training.distributed import SINGLE_PROCESS, DistributedContext
 from inference.training.precision import Precision
@@ -44,6 +47,9 @@ class EpochLoop:
 
     config: Any
     run_dir: Path
+    model: Any
+    model_name: str
+    device: torch.device
     metrics: MetricsLog
     state: TrainState
     dist: DistributedContext = SINGLE_PROCESS
@@ -55,6 +61,36 @@ class EpochLoop:
                 "best_val": self.state.best_val, "best_epoch": self.state.best_epoch,
                 "bad_epochs": self.state.bad_epochs,
                 **({"scaler_state": self.precision.state_dict()} if self.precision.scaler else {})}
+
+    def restorable(self) -> dict[str, Any]:
+        """The trainer's own checkpoint entries and the objects they restore (optimisers, schedulers),
+        e.g. ``{"optimizer_state": self.optimizer, "scheduler_state": self.scheduler}``."""
+        raise NotImplementedError
+
+    def checkpoint(self) -> dict[str, Any]:
+        """Everything :meth:`resume` needs: loop state, RNG states, weights, optimisers and schedulers."""
+        return {**self.loop_state(), "model": self.model_name, "model_state": self.model.state_dict(),
+                **{key: part.state_dict() for key, part in self.restorable().items()}}
+
+    def resume(self) -> None:
+        """Restore everything from ``checkpoint.pt`` and drop ``metrics.csv`` rows written after it; a
+        damaged or foreign checkpoint is a one-line error naming the entry."""
+        path = self.run_dir / CHECKPOINT
+        state = load_checkpoint(path, map_location=self.device)
+        parts = self.restorable()
+        check_resumable(state, path, (*parts, "best_val", "best_epoch", "bad_epochs"))
+        load_state(self.model, state, path, self.model_name)
+        for key, part in parts.items():
+            try:
+                part.load_state_dict(state[key])
+            except (KeyError, IndexError, TypeError, ValueError, RuntimeError, AttributeError) as exc:
+                raise DGMError(f"{path} is damaged: its {key} does not fit this run ({type(exc).__name__}: "
+                               f"{str(exc).splitlines()[0] if str(exc) else ''}); start a new run") from None
+        try:
+            self.restore_loop_state(state)
+        except (KeyError, IndexError, TypeError, ValueError, RuntimeError, AttributeError) as exc:
+            raise DGMError(f"{path} is damaged: its RNG or loop state cannot be restored ({type(exc).__name__})"
+                           "; start a new run") from None
 
     def restore_loop_state(self, state: dict[str, Any]) -> None:
         """Undo :meth:`loop_state` from a loaded checkpoint and drop ``metrics.csv`` rows written after it."""
@@ -74,9 +110,6 @@ class EpochLoop:
     def objective_of(self, row: dict[str, Any]) -> float:
         raise NotImplementedError
 
-    def checkpoint(self) -> dict[str, Any]:
-        raise NotImplementedError
-
     def end_epoch(self, epoch: int, row: dict[str, Any]) -> None:
         """Track the best objective, then write metrics, ``best.pt`` and ``checkpoint.pt``."""
         self.state.epoch = epoch
@@ -87,11 +120,21 @@ class EpochLoop:
             self.state.bad_epochs += 1
         if not self.dist.is_main:
             return
+        self._check_finite_weights(epoch)
         self.metrics.append(row)
         state = self.checkpoint()
         if self.state.best_epoch == epoch:
             atomic_torch_save(state, self.run_dir / BEST)
         atomic_torch_save(state, self.run_dir / CHECKPOINT)
+
+    def _check_finite_weights(self, epoch: int) -> None:
+        """Never checkpoint non-finite weights: an update can turn them NaN after the step's loss was finite."""
+        bad = next((name for name, p in self.model.named_parameters() if not torch.isfinite(p).all()), None)
+        if bad is not None:
+            kept = f"last good checkpoint: epoch {epoch - 1} in {self.run_dir / CHECKPOINT}" \
+                if (self.run_dir / CHECKPOINT).exists() else "no checkpoint was written yet"
+            raise TrainingDiverged(f"parameter {bad!r} became non-finite in epoch {epoch} (by step {self.state.step}); "
+                                   f"lower --lr or set --grad-clip; {kept}")
 
     def fit(self, on_epoch_end: Callable[[int, dict[str, Any]], None] | None = None) -> TrainState:
         """Train until ``config.epochs`` (or early stopping); returns the final state."""

@@ -28,7 +28,7 @@ import torch
 from tqdm import tqdm
 
 from core.errors import TrainingDiverged
-from core.run_dir import CHECKPOINT, METRICS, MetricsLog, load_checkpoint, load_state
+from core.run_dir import CHECKPOINT, METRICS, MetricsLog
 from core.units import bits_per_dim
 from data.dataset import Dataset, epoch_batches
 from inference.objectives.registry import kl_warmup_weight, objective_for, request_of, validation_objective_for
@@ -119,18 +119,8 @@ class SVITrainer(EpochLoop):
             self.judge.evaluate_likelihood(best, estimators, [1], self.device)
 
     # ---- checkpoints -------------------------------------------------------------------------
-    def checkpoint(self) -> dict[str, Any]:
-        return {**self.loop_state(), "model": self.model_name, "model_state": self.model.state_dict(),
-                "optimizer_state": self.optimizer.state_dict(), "scheduler_state": self.scheduler.state_dict()}
-
-    def resume(self) -> None:
-        """Restore everything from ``checkpoint.pt`` and drop metrics rows written after it."""
-        path = self.run_dir / CHECKPOINT
-        state = load_checkpoint(path, map_location=self.device)
-        load_state(self.model, state, path, self.model_name)
-        self.optimizer.load_state_dict(state["optimizer_state"])
-        self.scheduler.load_state_dict(state["scheduler_state"])
-        self.restore_loop_state(state)
+    def restorable(self) -> dict[str, Any]:
+        return {"optimizer_state": self.optimizer, "scheduler_state": self.scheduler}
 
     # ---- one epoch ---------------------------------------------------------------------------
     def _loss_sum(self, x: torch.Tensor, shard: Shard, module: torch.nn.Module | None = None) -> torch.Tensor:

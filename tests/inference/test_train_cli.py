@@ -1,6 +1,8 @@
 """Bad input to the training and sampling commands: one line on stderr, non-zero exit, nothing lost."""
 from __future__ import annotations
 
+import csv
+
 import shutil
 from pathlib import Path
 
@@ -63,8 +65,34 @@ def test_resume_without_checkpoint(capsys, tmp_path: Path) -> None:
                           "not a run directory")
     run = tmp_path / "nockpt"
     run.mkdir()
-    (run / "config.json").write_text("{}")
-    assert_one_line_error(cli(train_main, ["vae", "--resume", "--out", run], capsys), "checkpoint.pt")
+    (run / "config.json").write_text("{}")  # not a run's config: refused, and nothing is written
+    assert_one_line_error(cli(train_main, ["vae", "--resume", "--out", run], capsys), "config.json")
+    assert sorted(p.name for p in run.iterdir()) == ["config.json"]
+
+
+def test_a_run_stopped_before_its_first_checkpoint_resumes_from_scratch(capsys, tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ctrl-C in epoch 1 leaves config.json and no checkpoint: the message says so truthfully, a fresh run
+    into the directory is refused (it is not empty), and --resume starts it over with its saved options,
+    equal to a run never interrupted."""
+    from inference.training.svi_trainer import SVITrainer
+
+    original = SVITrainer.train_epoch
+    monkeypatch.setattr(SVITrainer, "train_epoch", lambda self, epoch: (_ for _ in ()).throw(KeyboardInterrupt))
+    run = tmp_path / "stopped"
+    code, _, err = cli(train_main, ["vae", *TINY, "--epochs", "2", "--out", run], capsys)
+    assert code == 130 and "before the first checkpoint" in err and "--resume" in err and len(err.splitlines()) == 1
+    assert (run / "config.json").is_file() and not (run / "checkpoint.pt").exists()
+    (run / ".checkpoint.pt.abcd.tmp").write_bytes(b"half")  # what an interrupted atomic write leaves
+    assert_one_line_error(cli(train_main, ["vae", *TINY, "--epochs", "2", "--out", run], capsys), "not empty")
+    monkeypatch.setattr(SVITrainer, "train_epoch", original)
+    code, out, err = cli(train_main, ["vae", "--resume", "--out", run], capsys)
+    assert code == 0, err
+    assert "starting it over" in out and not (run / ".checkpoint.pt.abcd.tmp").exists()
+    straight = tmp_path / "straight"
+    assert cli(train_main, ["vae", *TINY, "--epochs", "2", "--out", straight], capsys)[0] == 0
+    read = lambda d: [{k: v for k, v in r.items() if k != "seconds"} for r in csv.DictReader((d / "metrics.csv").open())]
+    assert read(run) == read(straight)
 
 
 def test_resume_with_a_different_option(trained: Path, capsys, tmp_path: Path) -> None:

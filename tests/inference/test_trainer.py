@@ -92,7 +92,7 @@ def test_run_directory_contents(tmp_path: Path, capsys) -> None:
     assert result["n_examples"] == 250 and result["estimators"]["elbo"]["1"]["nll"] > 0
 
 
-def build_trainer(tmp_path: Path, **train_options) -> Trainer:
+def build_trainer(tmp_path: Path, **train_options) -> SVITrainer:
     dataset = load_dataset("binarized_digits")
     torch.manual_seed(0)
     model = VAE(VAEConfig(latent_dim=4, hidden=(32,)), dataset.spec)
@@ -182,3 +182,27 @@ def test_kl_warmup_reaches_the_loss_step_by_step(tmp_path: Path, capsys, monkeyp
     expected = [min(1.0, (e - 1 + i / steps) / 2) for e in (1, 2, 3) for i in range(steps)]
     assert seen == pytest.approx(expected)
     assert seen[0] == 0.0 and seen[-1] == 1.0
+
+
+def test_non_finite_weights_stop_training_before_a_checkpoint_is_written(tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """An update that turns a weight NaN while the step's loss was finite (--lr too large): training stops
+    with the message of a diverged loss (parameter, epoch, last good checkpoint), and the checkpoint of the
+    last good epoch stays as it was."""
+    trainer = build_trainer(tmp_path, epochs=2)
+    original = SVITrainer.train_epoch
+
+    def corrupting(self, epoch):
+        row = original(self, epoch)
+        if epoch == 2:
+            with torch.no_grad():
+                self.model.decoder.net[0].weight[0, 0] = float("nan")
+        return row
+
+    monkeypatch.setattr(SVITrainer, "train_epoch", corrupting)
+    with pytest.raises(TrainingDiverged, match=r"parameter 'decoder.net.0.weight' became non-finite in epoch 2.*"
+                                               r"last good checkpoint: epoch 1"):
+        trainer.fit()
+    state = load_checkpoint(tmp_path / "checkpoint.pt")
+    assert state["epoch"] == 1 and all(torch.isfinite(v).all() for v in state["model_state"].values()
+                                       if v.is_floating_point())
