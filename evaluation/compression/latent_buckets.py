@@ -13,7 +13,8 @@ The posterior q(z_l | x) = N(mu_l, sigma_l^2) gives bucket j the mass (float64, 
     Q_j = Phi(t_{j+1}) - Phi(t_j),   t_j = (e_j - mu_l) / sigma_l,
 
 evaluated as Phi(-t_j) - Phi(-t_{j+1}) where t_j > 0, so that buckets in the upper tail are differences of
-small survival probabilities rather than of numbers near 1 (no cancellation). The coder's leaky
+small survival probabilities rather than of numbers near 1 (no cancellation), with the smaller tail
+computed as erfc(|t| / sqrt 2) / 2 (accurate down to 1e-308). The coder's leaky
 quantisation (``tables``) gives every bucket at least 2^-24, so any bucket can be pushed back.
 
 What is approximated, and by how much. The coded image costs -log2 p(x | z_j) for the bucket's median
@@ -24,6 +25,7 @@ the central buckets are 6e-4 wide, far narrower than the posterior standard devi
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -68,10 +70,12 @@ def posterior_bucket_masses(loc: torch.Tensor, scale: torch.Tensor, buckets: Lat
     loc = loc.detach().to("cpu", torch.float64)[..., None]
     scale = scale.detach().to("cpu", torch.float64)[..., None]
     t = (buckets.edges - loc) / scale  # (n, L, K + 1)
-    lower, upper = t[..., :-1], t[..., 1:]
-    upper_tail = lower > 0
-    masses = torch.where(upper_tail, torch.special.ndtr(-lower) - torch.special.ndtr(-upper),
-                         torch.special.ndtr(upper) - torch.special.ndtr(lower))
+    # the smaller of Phi(t) and 1 - Phi(t), to full relative precision: erfc, not torch's ndtr, which computes
+    # (1 + erf) / 2 and rounds to 0 below t = -8.3
+    tail = 0.5 * torch.special.erfc(t.abs() / math.sqrt(2.0))
+    cdf = torch.where(t <= 0, tail, 1.0 - tail)
+    survival = torch.where(t > 0, tail, 1.0 - tail)
+    masses = torch.where(t[..., :-1] > 0, survival[..., :-1] - survival[..., 1:], cdf[..., 1:] - cdf[..., :-1])
     return np.ascontiguousarray(masses.clamp_min(0.0).numpy())
 
 
@@ -79,3 +83,25 @@ def bucket_values(indices: np.ndarray, buckets: LatentBuckets, like: torch.Tenso
     """Bucket indices (n, L) -> their medians z_j as a tensor of ``like``'s dtype and device (the decoder's input)."""
     values = buckets.centres[torch.from_numpy(np.asarray(indices, dtype=np.int64))]
     return values.to(dtype=like.dtype, device=like.device)
+
+
+#: odd multiplier of the bucket relabelling: round(2^32 / golden ratio), odd
+_SCRAMBLE = 0x9E3779B9
+
+
+def scramble(indices: np.ndarray, bits: int) -> np.ndarray:
+    """Relabel buckets j -> (A j) mod 2^b, A odd (a bijection of 0..2^b-1): what is pushed under the prior.
+
+    The prior is uniform over buckets, so any relabelling costs the same b bits. It matters for the next
+    image, which pops its buckets from these very bits: relabelled, neighbouring buckets of one posterior
+    land far apart (A/2^b is the golden ratio's fraction: a low-discrepancy spread), so the next pop reads
+    bits whose distribution is close to uniform even when the aggregate posterior is not the prior."""
+    mask = (1 << bits) - 1
+    return ((indices.astype(np.int64) * _SCRAMBLE) & mask).astype(np.int32)
+
+
+def unscramble(labels: np.ndarray, bits: int) -> np.ndarray:
+    """The inverse of :func:`scramble`: j = (A^-1 label) mod 2^b."""
+    mask = (1 << bits) - 1
+    inverse = pow(_SCRAMBLE, -1, 1 << bits)
+    return ((labels.astype(np.int64) * inverse) & mask).astype(np.int32)
