@@ -35,7 +35,7 @@ def write_images(images: torch.Tensor, levels: int, out: Path, png: bool) -> Non
         scale = 255 // (levels - 1)
         for i, image in enumerate(array):
             buffer = io.BytesIO()
-            Image.fromarray((image[0] * scale).astype(np.uint8), mode="L").save(buffer, format="PNG")
+            Image.fromarray((image[0] * scale).astype(np.uint8)).save(buffer, format="PNG")
             atomic_write_bytes(out / "png" / f"{i:05d}.png", buffer.getvalue())
 
 
