@@ -28,14 +28,13 @@ import torch
 from benchmarks.results_rows import emit, print_table, results_row
 from core.config import OneLineErrorParser
 from core.device import set_threads
-from core.errors import DGMError, run_cli
+from core.errors import run_cli
 from core.load_run import LoadedRun, load_run
 from evaluation.compression.arm_coding import ARMCodeStats
 from evaluation.compression.baselines import baseline_sizes
 from evaluation.compression.codecs import CoderOptions, coder_name
-from evaluation.compression.container import read_file
 from evaluation.compression.latent_buckets import DEFAULT_LATENT_BITS
-from evaluation.compression.lossless import compress_images, decompress_images, split_images
+from evaluation.compression.lossless import round_trip, split_images
 from evaluation.diagnostics import standard_error
 from evaluation.evaluate import evaluate_model
 from evaluation.units import bits_per_dim
@@ -69,10 +68,8 @@ def measure(run: LoadedRun, out: Path, every: int, limit: int | None, options: C
     x = split_images(run, "test", every, limit)
     n, dim = x.shape[0], run.model.spec.dim
     path = out / f"{run.run_dir.name}.dgmz"
-    result = compress_images(run, x, path, options, {"split": "test", "every": every, "limit": limit}, device)
-    decoded, decode_seconds = decompress_images(read_file(path), run, device, str(path))
-    if not torch.equal(decoded, x.to(decoded.dtype)):  # the checksum already verified it; say so twice
-        raise DGMError(f"{path} did not decode to its images")
+    result, decode_seconds = round_trip(run, x, path, options, {"split": "test", "every": every, "limit": limit},
+                                        device)
     stats = result.stats
     measured: dict[str, Any] = {"coder": coder, "n": n, "dim": dim, "result": result, "path": path,
                                 "encode_rate": n / result.seconds, "decode_rate": n / decode_seconds}
@@ -92,8 +89,10 @@ def measure(run: LoadedRun, out: Path, every: int, limit: int | None, options: C
     return measured
 
 
-def rows_for(run: LoadedRun, m: dict[str, Any], every: int, limit: int | None, options: CoderOptions) -> list[str]:
-    """RESULTS rows of one run: our file, the model's NLL on the same images, the baselines."""
+def rows_for(run: LoadedRun, m: dict[str, Any], every: int, limit: int | None, options: CoderOptions,
+             with_baselines: bool = True) -> list[str]:
+    """RESULTS rows of one run: our file, the model's NLL on the same images, and (unless another run on the
+    same images wrote them already) the baselines."""
     n, dim, result = m["n"], m["dim"], m["result"]
     per_dim = 1.0 / (n * dim)
     data = subset_label(run, n, every, limit)
@@ -124,7 +123,7 @@ def rows_for(run: LoadedRun, m: dict[str, Any], every: int, limit: int | None, o
     for name, entry in m["nll"].items():
         rows.append(results_row(device, data, model, name, f"NLL {entry['nll']:.2f} ± {entry['se']:.2f} nats = "
                                 f"{entry['bpd']:.4f} bits/dim"))
-    for name, size in m["baselines"].items():
+    for name, size in (m["baselines"].items() if with_baselines else ()):
         rows.append(results_row(device, data, "(no model)", BASELINE_NOTES[name],
                                 f"{8 * size * per_dim:.4f} bits/dim ({size} bytes)"))
     return rows
@@ -149,12 +148,14 @@ def main(argv: list[str] | None = None) -> int:
     options = CoderOptions(args.batch_size, args.lanes, args.latent_bits).validate()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    rows, table = [], []
+    rows, table, baselines_written = [], [], set()
     for run_dir in args.runs:
         run = load_run(run_dir)
         torch.manual_seed(0)
         m = measure(run, out, args.every, args.limit, options, args.num_samples)
-        rows += rows_for(run, m, args.every, args.limit, options)
+        images = (run.config["dataset"], m["n"])  # same data set, --every and --limit: the same images
+        rows += rows_for(run, m, args.every, args.limit, options, images not in baselines_written)
+        baselines_written.add(images)
         per_dim = 8.0 / (m["n"] * m["dim"])
         best = min(m["baselines"].items(), key=lambda item: item[1])
         table.append([run.run_dir.name, m["n"], f"{m['result'].file_bytes * per_dim:.4f}",

@@ -24,7 +24,7 @@ from tqdm import tqdm
 from core.errors import DGMError
 from core.load_run import LoadedRun
 from evaluation.compression.codecs import CoderOptions, decode, encode
-from evaluation.compression.container import CompressedFile, data_checksum, write_file
+from evaluation.compression.container import CompressedFile, data_checksum, read_file, write_file
 from evaluation.compression.identity import model_identity
 
 
@@ -163,3 +163,16 @@ def split_images(run: LoadedRun, split: str, every: int = 1, limit: int | None =
     if x.shape[0] == 0:
         raise DGMError(f"the {split} split of {run.config['dataset']} is empty: nothing to compress")
     return x
+
+
+def round_trip(run: LoadedRun, x: torch.Tensor, path: str | Path, options: CoderOptions, source: dict[str, Any],
+               device: torch.device) -> tuple[CompressionResult, float]:
+    """Compress x into ``path``, read the file back and decode it: (the result, seconds of decoding).
+
+    The decoded images are verified by the file's SHA-256 and compared with x once more; any difference is
+    a one-line error."""
+    result = compress_images(run, x, path, options, source, device)
+    decoded, seconds = decompress_images(read_file(path), run, device, str(path))
+    if not torch.equal(decoded, x.detach().to("cpu", decoded.dtype)):
+        raise DGMError(f"{path} did not decode to its images")
+    return result, seconds

@@ -16,6 +16,7 @@ from core.errors import DGMError, run_cli
 from core.load_run import load_run
 from evaluation.compress import main as compress_main
 from evaluation.compression.container import read_file
+from evaluation.compression.lecture_column import compression_entry
 from evaluation.compression.lossless import decompress_images
 from evaluation.decompress import main as decompress_main
 from tests.conftest import ROOT, cli
@@ -151,3 +152,17 @@ def test_a_float_mismatch_never_decodes_a_wrong_image_silently(runs, files, key,
     monkeypatch.setattr(lossless, "check_identity", lambda compressed, run, name: None)
     with pytest.raises(DGMError, match="SHA-256|more data than its images|initial bits"):
         decompress_images(read_file(files[key]), run, torch.device("cpu"))
+
+
+def test_the_lecture_column_measures_or_says_why_not(runs, tmp_path):
+    """``compression_entry``: a measured, bit-exact rate for the PixelCNN and the VAE, "no" with the reason for PPCA."""
+    arm = compression_entry(load_run(runs["arm"]), tmp_path, limit=20)
+    assert arm["compression"] == "yes" and arm["rate"] == "payload (ANS)" and arm["images"] == 20
+    bits = 20 * 64  # images x dimensions: per-dim rates -> bits; the ANS state costs at most ~3 words
+    assert abs(arm["rate bits/dim"] - arm["model code length bits/dim"]) * bits <= 96
+    assert arm["file bits/dim"] > arm["rate bits/dim"]
+    vae = compression_entry(load_run(runs["vae"]), tmp_path, limit=20)
+    assert vae["compression"] == "yes" and vae["rate"] == "bits-back net rate"
+    assert abs(vae["rate bits/dim"] - vae["model code length bits/dim"]) * bits <= 96
+    assert compression_entry(load_run(runs["ppca"]), tmp_path)["compression"].startswith("no: PPCA on images is a "
+                                                                                         "density of dequantized")
