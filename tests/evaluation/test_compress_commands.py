@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 
+import evaluation.compression.lossless as lossless
 from core.errors import DGMError, run_cli
 from core.load_run import load_run
 from evaluation.compress import main as compress_main
@@ -132,8 +133,6 @@ def test_bad_options_and_outputs_are_one_line_errors(runs, files, tmp_path, caps
 
 
 def test_another_device_kind_is_refused(runs, files, monkeypatch):
-    import evaluation.compression.lossless as lossless
-
     monkeypatch.setattr(lossless, "device_label", lambda device: "cuda:Some GPU")
     with pytest.raises(DGMError, match="encoded on cpu.*same kind of device"):
         decompress_images(read_file(files["arm"]), load_run(runs["arm"]), torch.device("cpu"))
@@ -143,8 +142,6 @@ def test_another_device_kind_is_refused(runs, files, monkeypatch):
 def test_a_float_mismatch_never_decodes_a_wrong_image_silently(runs, files, key, monkeypatch):
     """A model whose weights differ slightly (as another machine's arithmetic might) with the identity check
     bypassed: decoding ends in a one-line error (checksum, left-over data, or a stack not back at its seed)."""
-    import evaluation.compression.lossless as lossless
-
     run = load_run(runs[key])
     with torch.no_grad():
         for parameter in run.model.parameters():

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+import evaluation.compression.bits_back as bits_back
 import models  # noqa: F401  (fills the registry)
 from core.config import build_config
 from core.errors import DGMError
@@ -85,8 +86,6 @@ def test_without_relabelled_buckets_the_bits_are_dirty(trained_vae, monkeypatch)
     """Why the prior codes relabelled buckets: pushed as they are, the next pop reads this under-trained VAE's
     aggregate posterior instead of uniform bits, gets back less than H(Q), and the rate exceeds -ELBO by
     several percent; relabelled, it does not (the test above). Decoding is exact either way."""
-    import evaluation.compression.bits_back as bits_back
-
     run, x, neg_elbo_bits = trained_vae
     monkeypatch.setattr(bits_back, "scramble", lambda j, bits: j)
     monkeypatch.setattr(bits_back, "unscramble", lambda j, bits: j)

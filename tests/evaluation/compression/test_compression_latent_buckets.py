@@ -1,3 +1,4 @@
+
 """Equal-prior-mass latent buckets and the discretised posterior."""
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ import torch
 from scipy.stats import norm
 
 from core.errors import DGMError
-from evaluation.compression.latent_buckets import bucket_values, latent_buckets, posterior_bucket_masses
+from evaluation.compression.latent_buckets import (bucket_values, latent_buckets, posterior_bucket_masses, scramble,
+                                                   unscramble)
 
 
 def test_buckets_have_equal_prior_mass_and_median_centres():
@@ -54,8 +56,6 @@ def test_bad_latent_precision_is_refused(bits):
 
 @pytest.mark.parametrize("bits", [1, 4, 12, 16])
 def test_relabelling_is_a_bijection(bits):
-    from evaluation.compression.latent_buckets import scramble, unscramble
-
     j = np.arange(1 << bits, dtype=np.int32)
     labels = scramble(j, bits)
     assert np.array_equal(np.sort(labels), j) and np.array_equal(unscramble(labels, bits), j)

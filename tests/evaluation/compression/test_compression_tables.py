@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+import evaluation.compression.tables as tables
 from data.specs import DATASETS
 from evaluation.compression.bits_back import initial_words
 from evaluation.compression.tables import (categorical_family, ideal_bits, level_probabilities,
@@ -68,8 +69,6 @@ def test_rows_are_the_heads_distribution(name, dataset):
 
 def test_rows_are_computed_in_chunks_without_changing_them(monkeypatch):
     """The memory bound (chunks of images) gives the same rows bit for bit as one pass."""
-    import evaluation.compression.tables as tables
-
     spec = DATASETS["digits"]
     head = likelihood("logistic_mixture", spec, mixture_components=2)
     params = torch.randn(5, head.params_per_pixel(spec.levels), *spec.shape[1:])
