@@ -58,6 +58,9 @@ def main(argv: list[str] | None = None) -> int:
     computed = compressed.header.get("computed_on", {})
     set_threads(args.threads if args.threads is not None else int(computed.get("threads", 1)))
     wanted = "cpu" if computed.get("device", "cpu") == "cpu" else "cuda"
+    if args.device == "file" and wanted == "cuda" and not torch.cuda.is_available():
+        raise DGMError(f"{args.file} was encoded on {computed.get('device')}; this machine has no GPU, and its "
+                       "probabilities must be recomputed on the same kind of device")
     device = resolve_device(wanted if args.device == "file" else args.device)
     run = load_run(args.run, which=compressed.header.get("model", {}).get("checkpoint", "best"), device=device)
     images, seconds = decompress_images(compressed, run, device, args.file)
