@@ -16,7 +16,7 @@ import evaluation.compression.lossless as lossless
 from core.errors import DGMError, run_cli
 from core.load_run import load_run
 from evaluation.compress import main as compress_main
-from evaluation.compression.container import read_file
+from evaluation.compression.container import read_file, to_bytes
 from evaluation.compression.lecture_column import compression_entry
 from evaluation.compression.lossless import decompress_images
 from evaluation.decompress import main as decompress_main
@@ -163,3 +163,13 @@ def test_the_lecture_column_measures_or_says_why_not(runs, tmp_path):
     assert abs(vae["rate bits/dim"] - vae["model code length bits/dim"]) * bits <= 96
     assert compression_entry(load_run(runs["ppca"]), tmp_path)["compression"].startswith("no: PPCA on images is a "
                                                                                          "density of dequantized")
+
+
+def test_a_file_encoded_on_a_gpu_is_refused_on_another_kind_of_device(runs, files, tmp_path, capsys):
+    """A (rewritten, validly hashed) header saying the file was encoded on a GPU: one line, never a wrong decode."""
+    compressed = read_file(files["arm"])
+    header = dict(compressed.header, computed_on=dict(compressed.header["computed_on"], device="cuda:Other GPU"))
+    moved = tmp_path / "gpu.dgmz"
+    moved.write_bytes(to_bytes(header, compressed.streams))
+    err = _one_line_error(capsys, [moved, "--run", runs["arm"], "--out", tmp_path / "o"])
+    assert "no GPU" in err or "same kind of device" in err
