@@ -60,7 +60,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="VAEs: independent bits-back chains coded side by side, each paying the initial bits "
                              f"once (default: {CoderOptions.lanes})")
     parser.add_argument("--latent-bits", type=int, default=DEFAULT_LATENT_BITS,
-                        help=f"VAEs: 2^b equal-prior-mass buckets per latent dimension (default: {DEFAULT_LATENT_BITS})")
+                        help="VAEs: 2^b equal-prior-mass buckets per latent dimension "
+                             f"(default: {DEFAULT_LATENT_BITS})")
     args = parser.parse_args(argv)
     set_threads(args.threads)
     device = resolve_device(args.device)

@@ -50,7 +50,8 @@ import numpy as np
 import torch
 
 from core.errors import DGMError
-from evaluation.compression.latent_buckets import LatentBuckets, bucket_values, posterior_bucket_masses, scramble, unscramble
+from evaluation.compression.latent_buckets import (LatentBuckets, bucket_values, posterior_bucket_masses, scramble,
+                                                   unscramble)
 from evaluation.compression.tables import categorical_family, ideal_bits, level_probabilities, symbols_of
 from models.vae import VAE
 

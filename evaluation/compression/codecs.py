@@ -1,9 +1,11 @@
 """Which lossless coder a trained model gets, its options, and why some models get none.
 
-| model | coder | rate it approaches |
-|---|---|---|
-| ``pixelcnn``, ``gated_pixelcnn``, ``causal_conv1d`` (Bernoulli, categorical, logistic-mixture heads) | ``arm-ans``: ANS, pixel by pixel through the cached sampler's path (``arm_coding``) | the exact NLL |
-| ``vae`` with a Gaussian posterior and N(0, I) prior (Bernoulli, categorical, logistic-mixture decoders; MLP or conv) | ``vae-bits-back``: bits-back ANS (``bits_back``) | -ELBO (net of the initial bits) |
+* ``arm-ans`` (``arm_coding``): ``pixelcnn``, ``gated_pixelcnn``, ``causal_conv1d`` with Bernoulli,
+  categorical or logistic-mixture heads; ANS pixel by pixel through the cached sampler's path; the rate
+  is the exact NLL.
+* ``vae-bits-back`` (``bits_back``): ``vae`` with its Gaussian posterior and N(0, I) prior, Bernoulli,
+  categorical or logistic-mixture decoders, MLP or conv networks; the net rate (after the initial bits)
+  is -ELBO.
 
 Refused, each with its reason (``unsupported_reason``): flows and PPCA (densities of dequantized data:
 they need bits-back over the dequantization noise as well, Ho et al. 2019's local bits-back coding, not
@@ -111,7 +113,8 @@ def decode(model: Any, model_name: str, coder: dict[str, Any], streams: list[np.
                    {"lanes": int(coder["lanes"]), "latent_bits": int(coder["latent_bits"]),
                     "initial_words": int(coder["initial_words"])})
     except (KeyError, TypeError, ValueError) as exc:
-        raise DGMError(f"the file's coder options are unreadable ({type(exc).__name__}: {exc}): corrupt header") from None
+        raise DGMError(f"the file's coder options are unreadable ({type(exc).__name__}: {exc}): "
+                       "corrupt header") from None
     if name == ARM_CODER:
         if len(streams) != 1:
             raise DGMError(f"an {ARM_CODER} file holds one stream, this one {len(streams)}: corrupt header")
