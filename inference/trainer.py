@@ -105,7 +105,7 @@ class Trainer(EpochLoop):
         self.run_dir = Path(run_dir)
         self.model_name = model_name
         self.device = device
-        self.optimizer = make_adam(self.model.parameters(), config)
+        self.optimizer = make_adam(self.model.optimizer_groups(config.lr), config)  # per-group rates (VAE flow priors)
         self.scheduler = make_scheduler(self.optimizer, config)
         self.metrics = MetricsLog(self.run_dir / METRICS)
         self.state = TrainState()

@@ -54,6 +54,10 @@ class GenerativeModel(nn.Module):
         """Weight of the KL term at (fractional) ``epoch``; 1 unless the model warms up."""
         return 1.0
 
+    def optimizer_groups(self, lr: float) -> list[dict[str, Any]]:
+        """The trainer's optimiser parameter groups (torch's format): by default all parameters at ``lr``."""
+        return [{"params": list(self.parameters()), "lr": lr}]
+
     def final_figures(self, run_dir: Path) -> None:
         """Model-specific figures written once training ends (e.g. the VAE's 2-D manifold)."""
 

@@ -136,6 +136,21 @@ def test_learning_rate_schedules(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     assert trainer.optimizer.param_groups[0]["lr"] == pytest.approx(expected, abs=1e-12)
 
 
+def test_the_optimiser_takes_the_models_parameter_groups(tmp_path: Path) -> None:
+    """A VAE's flow prior learns at --lr times --prior-flow-lr-scale; the schedule scales both groups."""
+    dataset = load_dataset("binarized_digits")
+    model = VAE(VAEConfig(latent_dim=4, hidden=(32,), prior_flow="maf", flow_hidden=(8,), prior_flow_lr_scale=0.1),
+                dataset.spec)
+    config = TrainConfig(dataset="binarized_digits", batch_size=100, device="cpu", lr=1e-3, epochs=1,
+                         lr_schedule="exponential", lr_decay=0.5)
+    trainer = Trainer(model, model.objective(), config, dataset, tmp_path, "vae", torch.device("cpu"))
+    rest, prior = trainer.optimizer.param_groups
+    assert [id(p) for p in prior["params"]] == [id(p) for p in model.prior_flow.parameters()]
+    assert (rest["lr"], prior["lr"]) == pytest.approx((1e-3, 1e-4), rel=1e-12)
+    trainer.fit()
+    assert (rest["lr"], prior["lr"]) == pytest.approx((5e-4, 5e-5), rel=1e-12)
+
+
 def test_kl_warmup_weight() -> None:
     model = VAE(VAEConfig(latent_dim=2, hidden=(8,), kl_warmup_epochs=4), load_dataset("binarized_digits").spec)
     assert [model.kl_weight(e) for e in (0, 1, 2, 6)] == [0.0, 0.25, 0.5, 1.0]
