@@ -21,7 +21,7 @@ from typing import Any, Callable
 import torch
 from tqdm import tqdm
 
-from core.errors import TrainingDiverged
+from core.errors import DGMError, TrainingDiverged
 from core.run_dir import CHECKPOINT, METRICS, MetricsLog, load_checkpoint
 from data.dataset import Dataset, epoch_batches
 from evaluation.units import bits_per_dim
@@ -125,6 +125,11 @@ class Trainer(EpochLoop):
         path = self.run_dir / CHECKPOINT
         state = load_checkpoint(path, map_location=self.device)
         load_state(self.model, state, path, self.model_name)
+        saved_groups = len(state["optimizer_state"]["param_groups"])
+        if saved_groups != len(self.optimizer.param_groups):  # e.g. a flow-prior run from before its own group
+            raise DGMError(f"{path} holds an optimiser with {saved_groups} parameter group(s), this model trains "
+                           f"{len(self.optimizer.param_groups)} (a VAE with a flow prior trained before "
+                           "--prior-flow-lr-scale existed); train it anew")
         self.optimizer.load_state_dict(state["optimizer_state"])
         self.scheduler.load_state_dict(state["scheduler_state"])
         self.restore_loop_state(state)

@@ -7,12 +7,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from core.errors import TrainingDiverged
+from core.errors import DGMError, TrainingDiverged
 from core.run_dir import load_checkpoint
 from data import load_dataset
 from inference.train import main as train_main
 from inference.train_config import TrainConfig
 from inference.trainer import Trainer
+from models.base import GenerativeModel
 from models.vae import VAE, VAEConfig
 from tests.conftest import cli
 
@@ -149,6 +150,23 @@ def test_the_optimiser_takes_the_models_parameter_groups(tmp_path: Path) -> None
     assert (rest["lr"], prior["lr"]) == pytest.approx((1e-3, 1e-4), rel=1e-12)
     trainer.fit()
     assert (rest["lr"], prior["lr"]) == pytest.approx((5e-4, 5e-5), rel=1e-12)
+
+
+def test_resuming_a_checkpoint_with_other_parameter_groups_is_refused_in_one_line(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A flow-prior run saved with one optimiser group (before --prior-flow-lr-scale) cannot be resumed."""
+    def flow_prior_trainer() -> Trainer:
+        dataset = load_dataset("binarized_digits")
+        model = VAE(VAEConfig(latent_dim=4, hidden=(32,), prior_flow="maf", flow_hidden=(8,)), dataset.spec)
+        config = TrainConfig(dataset="binarized_digits", batch_size=100, device="cpu", epochs=1)
+        return Trainer(model, model.objective(), config, dataset, tmp_path, "vae", torch.device("cpu"))
+
+    monkeypatch.setattr(VAE, "optimizer_groups", GenerativeModel.optimizer_groups)  # the old single group
+    flow_prior_trainer().fit()
+    monkeypatch.undo()
+    with pytest.raises(DGMError, match="1 parameter group") as info:
+        flow_prior_trainer().resume()
+    assert "\n" not in str(info.value)
 
 
 def test_kl_warmup_weight() -> None:
