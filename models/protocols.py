@@ -15,6 +15,8 @@ Optional capabilities, each its own protocol, tested with ``isinstance`` (they a
 * :class:`RequestsObjective`: ``training_objective()`` names what the story wants to be trained with
   (:class:`ObjectiveRequest`: a name from ``inference.objectives.registry``, particles, KL warm-up) as
   plain data: a story knows nothing of how the objective is computed.
+* :class:`RelativeLearningRates`: parameter groups that learn at a multiple of the trainer's rate (a
+  VAE's flow prior).
 * :class:`ValidationStatistics`: extra per-epoch statistics (the VAE's active units).
 * :class:`FinalFigures`: figures of the trained story (the 2-D manifold, flow temperatures), drawn with
   ``core.plots`` from the story's own tensors and the first test images the trainer passes in.
@@ -75,6 +77,14 @@ class ObjectiveRequest:
 @runtime_checkable
 class RequestsObjective(Protocol):
     def training_objective(self) -> ObjectiveRequest: ...
+
+
+@runtime_checkable
+class RelativeLearningRates(Protocol):
+    def learning_rate_groups(self) -> list[tuple[list[torch.nn.Parameter], float]]:
+        """The story's parameters in groups, each with a multiplier of the trainer's learning rate (every
+        parameter in one group; a VAE's flow prior learns slower than its networks)."""
+        ...
 
 
 @runtime_checkable

@@ -25,6 +25,11 @@ transforms, log p(z) by the change of variables through their closed-form invers
     realnvp   affine couplings with MLP conditioners, halves masks alternating
     maf       MAF layers (one-pass density, D-pass sampling), MADE orders alternating
 
+Every layer's conditioner ends in a zero-initialised linear layer, so a fresh flow prior is exactly
+N(0, I). It learns at ``--prior-flow-lr-scale`` (default 0.01) times the learning rate: at the full
+rate it tracks the aggregate posterior before the decoder uses z, and the posterior collapses
+(``VAE.learning_rate_groups``).
+
 Neither KL(q || p) has a closed form once a flow is involved; our ``AnalyticKLTrace_ELBO`` then uses
 the Monte-Carlo term log q(z | x) - log p(z) of the same sample (``inference.objectives.elbo``), and the IWAE
 bound and every estimator use log q from the guide's trace the same way.
@@ -45,6 +50,8 @@ from models.flows.coupling import affine_coupling
 POSTERIOR_FLOWS: tuple[str, ...] = ("none", "planar", "iaf", "householder", "sylvester_orthogonal",
                                     "sylvester_householder", "sylvester_triangular", "realnvp")
 PRIOR_FLOWS: tuple[str, ...] = ("none", "realnvp", "maf")
+#: the transform registry's name (``models.flows.registry``) of the layers each prior family stacks
+PRIOR_FLOW_TRANSFORMS: dict[str, str] = {"realnvp": "affine_coupling_halves", "maf": "maf"}
 #: flows whose conditioner is a network over z (the others are linear heads of h)
 NETWORK_FLOWS: tuple[str, ...] = ("iaf", "realnvp", "maf")
 

@@ -6,6 +6,7 @@ from typing import Any
 import torch
 
 from inference.training.config import TrainConfig
+from models.protocols import RelativeLearningRates
 
 #: Burda, Grosse & Salakhutdinov (2016): stage i = 0..7 lasts 3^i epochs at lr * 10^(-i/7); the stages
 #: end after epochs 1, 4, 13, 40, 121, 364, 1093 (and 3280)
@@ -33,3 +34,11 @@ def make_adam(params: Any, config: TrainConfig) -> torch.optim.Adam:
         return torch.optim.Adam(params, lr=config.lr, eps=config.adam_eps, fused=True)
     except (RuntimeError, TypeError):  # older torch, or a device without the fused kernel
         return torch.optim.Adam(params, lr=config.lr, eps=config.adam_eps)
+
+
+def parameter_groups(model: Any, lr: float) -> list[dict[str, Any]]:
+    """torch's parameter groups of ``model``: one at ``lr``, or the story's own groups at their multiples
+    of ``lr`` (``models.protocols.RelativeLearningRates``); empty groups are dropped."""
+    if not isinstance(model, RelativeLearningRates):
+        return [{"params": list(model.parameters()), "lr": lr}]
+    return [{"params": params, "lr": lr * scale} for params, scale in model.learning_rate_groups() if params]

@@ -36,7 +36,7 @@ from inference.training.distributed import SINGLE_PROCESS, DistributedContext, G
 from inference.training.epoch_loop import VAL_SEED, EpochLoop, TrainState
 from inference.training.figures import TrainingFigures
 from inference.training.judge import Judge
-from inference.training.optimizers import make_adam, make_scheduler
+from inference.training.optimizers import make_adam, make_scheduler, parameter_groups
 from inference.training.precision import Precision
 from inference.training.config import TrainConfig
 from inference.training.registry import register_trainer
@@ -93,7 +93,7 @@ class SVITrainer(EpochLoop):
         self.run_dir = Path(run_dir)
         self.model_name = model_name
         self.device = device
-        self.optimizer = make_adam(self.model.parameters(), config)
+        self.optimizer = make_adam(parameter_groups(self.model, config.lr), config)  # a VAE flow prior learns slower
         self.scheduler = make_scheduler(self.optimizer, config)
         self.metrics = MetricsLog(self.run_dir / METRICS)
         self.state = TrainState()

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from core.errors import TrainingDiverged
+from core.errors import DGMError, TrainingDiverged
 from core.run_dir import load_checkpoint
 from data import load_dataset
 from inference.train import main as train_main
@@ -136,6 +136,38 @@ def test_learning_rate_schedules(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     monkeypatch.setattr(trainer, "validate", lambda: {"val_elbo": -1.0})
     trainer.fit()
     assert trainer.optimizer.param_groups[0]["lr"] == pytest.approx(expected, abs=1e-12)
+
+
+def test_the_optimiser_takes_the_models_parameter_groups(tmp_path: Path) -> None:
+    """A VAE's flow prior learns at --lr times --prior-flow-lr-scale; the schedule scales both groups."""
+    dataset = load_dataset("binarized_digits")
+    model = VAE(VAEConfig(latent_dim=4, hidden=(32,), prior_flow="maf", flow_hidden=(8,), prior_flow_lr_scale=0.1),
+                dataset.spec)
+    config = TrainConfig(dataset="binarized_digits", batch_size=100, device="cpu", lr=1e-3, epochs=1,
+                         lr_schedule="exponential", lr_decay=0.5)
+    trainer = SVITrainer(model, config, dataset, tmp_path, "vae", torch.device("cpu"))
+    rest, prior = trainer.optimizer.param_groups
+    assert [id(p) for p in prior["params"]] == [id(p) for p in model.prior_flow.parameters()]
+    assert (rest["lr"], prior["lr"]) == pytest.approx((1e-3, 1e-4), rel=1e-12)
+    trainer.fit()
+    assert (rest["lr"], prior["lr"]) == pytest.approx((5e-4, 5e-5), rel=1e-12)
+
+
+def test_resuming_a_checkpoint_with_other_parameter_groups_is_refused_in_one_line(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A flow-prior run saved with one optimiser group (before --prior-flow-lr-scale) cannot be resumed."""
+    def flow_prior_trainer() -> SVITrainer:
+        dataset = load_dataset("binarized_digits")
+        model = VAE(VAEConfig(latent_dim=4, hidden=(32,), prior_flow="maf", flow_hidden=(8,)), dataset.spec)
+        config = TrainConfig(dataset="binarized_digits", batch_size=100, device="cpu", epochs=1)
+        return SVITrainer(model, config, dataset, tmp_path, "vae", torch.device("cpu"))
+
+    monkeypatch.setattr(VAE, "learning_rate_groups", lambda self: [(list(self.parameters()), 1.0)])  # one group
+    flow_prior_trainer().fit()
+    monkeypatch.undo()
+    with pytest.raises(DGMError, match="its optimizer_state does not fit") as info:
+        flow_prior_trainer().resume()
+    assert "\n" not in str(info.value)
 
 
 def test_kl_warmup_weight() -> None:

@@ -20,10 +20,11 @@ from models.flows.amortized_planar import _PlanarMap
 from models.flows.amortized_sylvester import _SylvesterMap
 from models.flows.autoregressive import AffineAutoregressive
 from models.flows.coupling import AffineCoupling
-from models.flows.registry import randomize_
+from models.flows.registry import randomize_, transform_spec
 from models.vae import PRESETS, VAE, PosteriorFlow, PriorFlow, VAEConfig
-from models.vae_flows import POSTERIOR_FLOWS, PRIOR_FLOWS
+from models.vae_flows import POSTERIOR_FLOWS, PRIOR_FLOW_TRANSFORMS, PRIOR_FLOWS
 from inference.objectives.registry import objective_for
+from inference.training.optimizers import parameter_groups
 
 SPEC = DATASETS["binarized_digits"]
 LATENT = 3
@@ -190,6 +191,89 @@ def test_a_flow_prior_scores_z_by_the_change_of_variables(prior: str) -> None:
     assert samples.shape == (3, *SPEC.shape)
 
 
+def test_every_prior_family_stacks_registered_transforms_with_closed_form_inverses() -> None:
+    assert set(PRIOR_FLOW_TRANSFORMS) == set(PRIOR_FLOWS) - {"none"}
+    for prior, transform in PRIOR_FLOW_TRANSFORMS.items():
+        spec = transform_spec(transform)
+        assert spec.closed_form_inverse and not spec.conditional and spec.event == "vector"
+        config = small_config(prior_flow=prior)
+        layers = VAE(config, SPEC).prior_flow
+        assert len(layers) == config.prior_flow_length and all(type(layer) is spec.cls for layer in layers), prior
+
+
+def fresh_pair(prior: str) -> tuple[VAE, VAE]:
+    """A plain VAE and a VAE with a freshly built flow prior (the library's initialisation, nothing
+    zeroed by hand) sharing the plain VAE's encoder and decoder weights, in float64."""
+    torch.manual_seed(0)
+    plain = VAE(small_config(), SPEC).double()
+    torch.manual_seed(1)  # other encoder and decoder draws, then overwritten: only the prior is the flow's own
+    flowed = VAE(small_config(prior_flow=prior), SPEC).double()
+    missing, unexpected = flowed.load_state_dict(plain.state_dict(), strict=False)
+    assert not unexpected and missing and all(key.startswith("prior_flow.") for key in missing)
+    return plain, flowed
+
+
+@pytest.mark.parametrize("prior", sorted(PRIOR_FLOW_TRANSFORMS))
+def test_a_fresh_flow_prior_reproduces_the_plain_vaes_elbo_exactly(prior: str) -> None:
+    """A new flow prior is the identity: log p(z) = log N(z; 0, I), and with the same weights and noise the
+    log-weights and the ELBO (Monte-Carlo KL with the flow, of the same sample) equal the plain VAE's."""
+    plain, flowed = fresh_pair(prior)
+    z = 3.0 * torch.randn(64, LATENT, dtype=torch.float64)
+    torch.testing.assert_close(flowed.prior(z).log_prob(z), plain.prior(z).log_prob(z), rtol=0, atol=1e-12)
+    x = batch()
+    weights = []
+    for vae in (plain, flowed):
+        torch.manual_seed(11)
+        weights.append(log_weights(vae.model, vae.guide, x, 64))
+    torch.testing.assert_close(weights[1], weights[0], rtol=0, atol=1e-12)
+
+    objective = AnalyticKLTrace_ELBO()
+    torch.manual_seed(7)
+    loss = objective.differentiable_loss(flowed.model, flowed.guide, x)
+    torch.manual_seed(7)  # the plain VAE's ELBO with the Monte-Carlo KL of the same draw, by hand
+    guide = poutine.trace(plain.guide).get_trace(x)
+    model = poutine.trace(poutine.replay(plain.model, trace=guide)).get_trace(x)
+    recon = model.log_prob_sum(lambda name, site: name == "x")
+    kl = guide.log_prob_sum() - model.log_prob_sum(lambda name, site: name == "z")
+    torch.testing.assert_close(loss, -(recon - kl), rtol=0, atol=1e-10)
+    torch.testing.assert_close(objective.components["recon"], recon.detach(), rtol=0, atol=1e-10)
+    # in expectation the Monte-Carlo KL is the plain VAE's closed form
+    mc = AnalyticKLTrace_ELBO(num_particles=4000, vectorize_particles=True, max_plate_nesting=1)
+    analytic = AnalyticKLTrace_ELBO(num_particles=4000, vectorize_particles=True, max_plate_nesting=1)
+    mc.loss(flowed.model, flowed.guide, x)
+    analytic.loss(plain.model, plain.guide, x)
+    assert float(mc.components["kl"]) == pytest.approx(float(analytic.components["kl"]),
+                                                       abs=0.1 * math.sqrt(x.shape[0] * LATENT))
+
+
+@pytest.mark.parametrize("prior", sorted(PRIOR_FLOW_TRANSFORMS))
+def test_the_prior_flow_learns_at_a_hundredth_of_the_learning_rate(prior: str) -> None:
+    """At the full rate the prior collapses the posterior (issue #20): by default its group gets lr / 100."""
+    vae = VAE(small_config(prior_flow=prior), SPEC)
+    rest, prior_group = parameter_groups(vae, 1e-3)
+    assert rest["lr"] == 1e-3 and prior_group["lr"] == pytest.approx(1e-5, rel=1e-12)
+    assert [id(p) for p in prior_group["params"]] == [id(p) for p in vae.prior_flow.parameters()]
+    in_prior = {id(p) for p in prior_group["params"]}
+    assert sorted(map(id, rest["params"])) == sorted(id(p) for p in vae.parameters() if id(p) not in in_prior)
+    (group,) = parameter_groups(VAE(small_config(), SPEC), 1e-3)  # no flow prior: one group, as before
+    assert group["lr"] == 1e-3
+
+
+def test_a_frozen_flow_prior_stays_the_standard_normal_while_the_rest_learns() -> None:
+    torch.manual_seed(0)
+    vae = VAE(small_config(prior_flow="maf", prior_flow_lr_scale=0.0), SPEC).double()
+    encoder_before = [p.detach().clone() for p in vae.encoder.parameters()]
+    optimizer = torch.optim.Adam(parameter_groups(vae, 1e-2))
+    for _ in range(3):
+        optimizer.zero_grad()
+        objective_for(vae).differentiable_loss(vae.model, vae.guide, batch()).backward()
+        optimizer.step()
+    z = torch.randn(16, LATENT, dtype=torch.float64)
+    normal = torch.distributions.Normal(0.0, 1.0).log_prob(z).sum(-1)
+    torch.testing.assert_close(vae.prior(z).log_prob(z), normal, rtol=0, atol=1e-12)
+    assert any(not torch.equal(a, b) for a, b in zip(encoder_before, vae.encoder.parameters()))
+
+
 def test_kl_is_monte_carlo_with_a_flow_and_analytic_without() -> None:
     x = batch()
     for vae, analytic in ((flow_vae("none"), True), (flow_vae("planar"), False), (flow_vae("none", prior="maf"), False)):
@@ -252,6 +336,7 @@ def test_burda_preset_and_explicit_options() -> None:
     ({"prior_flow": "glow"}, "unknown --prior-flow 'glow'"),
     ({"posterior_flow": "planar", "flow_length": -1}, "--flow-length must be a non-negative integer"),
     ({"prior_flow": "maf", "prior_flow_length": -2}, "--prior-flow-length must be a non-negative"),
+    ({"prior_flow": "maf", "prior_flow_lr_scale": -1.0}, "--prior-flow-lr-scale must be >= 0"),
     ({"posterior_flow": "iaf", "flow_hidden": (2,)}, "need at least 3 units"),
     ({"posterior_flow": "realnvp", "latent_dim": 1}, "at least 2 latent dimensions"),
     ({"posterior_flow": "planar", "flow_context": 0}, "--flow-context must be at least 1"),
