@@ -40,7 +40,7 @@ from tqdm import tqdm
 
 from core.errors import DGMError, TrainingDiverged
 from core.run_dir import CHECKPOINT, METRICS, MetricsLog
-from data.dataset import Dataset, epoch_batches
+from data.dataset import Dataset
 from inference.objectives.adversarial_losses import AdversarialLoss, adversarial_loss, gradient_penalty
 from inference.training.distributed import SINGLE_PROCESS, DistributedContext, Shard, global_noise
 from inference.training.precision import Precision
@@ -180,8 +180,7 @@ class AdversarialTrainer(EpochLoop):
         """One pass over the shuffled training data; returns the epoch's mean losses and D outputs."""
         cfg, model = self.config, self.model
         generator, discriminator = model.generator, model.discriminator
-        x_all = self.dataset.train_epoch(epoch, cfg.seed).to(self.device)
-        batches = epoch_batches(x_all.shape[0], cfg.batch_size, cfg.seed, epoch)
+        x_all, batches = self.training_batches(epoch)
         dist = self.dist
         dist.reseed(cfg.seed, epoch)
         model.train()

@@ -37,6 +37,10 @@ class TrainConfig:
                                                        "objective (0: never)", "resumable": True})
     grad_clip: float = field(default=0.0, metadata={"help": "clip the gradient norm to this value (0: off)"})
     val_batch_size: int = field(default=1000, metadata={"help": "examples per validation pass", "resumable": True})
+    epoch_size: Optional[int] = field(default=None, metadata={
+        "help": "examples per epoch, drawn afresh from the shuffled training set every epoch, so that validation "
+                "and a checkpoint come every N examples (long runs on a CPU budget, smoke tests); unset: the whole "
+                "training set"})
     precision: Literal["fp32", "bf16", "fp16"] = field(default="fp32", metadata={
         "help": "arithmetic of the networks in training steps (autocast; fp16 with loss scaling, CUDA only); "
                 "validation and evaluation always run in fp32", "resumable": True})
@@ -55,5 +59,7 @@ class TrainConfig:
             raise DGMError(f"--adam-eps must be in (0, 1], got {self.adam_eps:g}")
         if not 0 <= self.seed < 2 ** 32:
             raise DGMError(f"--seed must be an integer in 0..{2 ** 32 - 1} (numpy's seed range), got {self.seed}")
+        if self.epoch_size is not None and self.epoch_size < 1:
+            raise DGMError(f"--epoch-size must be at least 1, got {self.epoch_size}")
         if self.patience < 0 or self.grad_clip < 0 or not 0 < self.lr_decay <= 1:
             raise DGMError("--patience and --grad-clip must be >= 0, --lr-decay in (0, 1]")

@@ -24,6 +24,7 @@ import torch
 from core.errors import DGMError, TrainingDiverged
 from core.run_dir import BEST, CHECKPOINT, MetricsLog, atomic_torch_save, check_resumable, load_checkpoint, load_state
 from core.seeding import rng_state, set_rng_state
+from data.dataset import epoch_batches
 from inference.training.distributed import SINGLE_PROCESS, DistributedContext
 from inference.training.precision import Precision
 
@@ -46,6 +47,7 @@ class EpochLoop:
     """Shared ``fit``: subclasses set ``config``, ``run_dir``, ``metrics`` and ``state`` and the hooks."""
 
     config: Any
+    dataset: Any
     run_dir: Path
     model: Any
     model_name: str
@@ -100,6 +102,16 @@ class EpochLoop:
                                 int(state["best_epoch"]), int(state["bad_epochs"]))
         if self.dist.is_main:
             self.metrics.truncate_after(self.state.epoch)
+
+    def training_batches(self, epoch: int) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """The training images of ``epoch`` on the device and the indices of its global batches: a fresh
+        permutation each epoch, cut to the first ``--epoch-size`` examples when that is set."""
+        x = self.dataset.train_epoch(epoch, self.config.seed).to(self.device)
+        batches = epoch_batches(x.shape[0], self.config.batch_size, self.config.seed, epoch)
+        if self.config.epoch_size is not None and self.config.epoch_size < x.shape[0]:
+            order = torch.cat(batches)[:self.config.epoch_size]
+            batches = list(order.split(self.config.batch_size))
+        return x, batches
 
     def train_epoch(self, epoch: int) -> dict[str, float]:
         raise NotImplementedError

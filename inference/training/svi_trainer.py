@@ -30,7 +30,7 @@ from tqdm import tqdm
 from core.errors import TrainingDiverged
 from core.run_dir import CHECKPOINT, METRICS, MetricsLog
 from core.units import bits_per_dim
-from data.dataset import Dataset, epoch_batches
+from data.dataset import Dataset
 from inference.objectives.registry import kl_warmup_weight, objective_for, request_of, validation_objective_for
 from inference.training.distributed import SINGLE_PROCESS, DistributedContext, GlobalNoise, PyroLoss, Shard
 from inference.training.epoch_loop import VAL_SEED, EpochLoop, TrainState
@@ -132,8 +132,7 @@ class SVITrainer(EpochLoop):
     def train_epoch(self, epoch: int) -> dict[str, float]:
         """One pass over the shuffled training data: ``train_loss``, the mean loss per example (nats)."""
         cfg = self.config
-        x_all = self.dataset.train_epoch(epoch, cfg.seed).to(self.device)
-        batches = epoch_batches(x_all.shape[0], cfg.batch_size, cfg.seed, epoch)
+        x_all, batches = self.training_batches(epoch)
         dist = self.dist
         dist.reseed(cfg.seed, epoch)
         self.model.train()
@@ -164,7 +163,7 @@ class SVITrainer(EpochLoop):
                 dist.broadcast_module(self.model)  # data-dependent initialisations saw one rank's rows
             total += step_loss.to(torch.float64) * shard.global_size
         self.scheduler.step()
-        return {"train_loss": float(total) / x_all.shape[0]}
+        return {"train_loss": float(total) / sum(b.shape[0] for b in batches)}
 
     def _diverged(self, loss: torch.Tensor, x: torch.Tensor, shard: Shard, rng_before: torch.Tensor,
                   epoch: int) -> None:

@@ -1,0 +1,44 @@
+"""Every literature preset runs: a tiny-step smoke run of each through training, resume and its paper's
+estimator (issue #20), plus the bookkeeping of budgets and changed options."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from benchmarks.reproduce import PRESETS, main as reproduce_main, parse_set, train_argv
+from tests.conftest import cli
+
+
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_every_preset_trains_resumes_and_evaluates_with_its_estimator(name: str, tmp_path: Path, capsys) -> None:
+    out = tmp_path / name
+    code, stdout, err = cli(reproduce_main, [name, "--smoke", "--device", "cpu", "--out", out], capsys)
+    assert code == 0, err
+    preset = PRESETS[name]
+    assert f"paper {preset.reported:g} {preset.unit}" in stdout
+    config = json.loads((out / "config.json").read_text())
+    assert config["model"] == preset.model
+    for key, value in {**preset.options, **preset.smoke}.items():  # the preset's own options reached training
+        saved = config["train"].get(key, config["model_options"].get(key))
+        assert saved == (list(value) if isinstance(value, tuple) else value), key
+    assert preset.estimator in json.loads((out / "eval_test.json").read_text())["estimators"]
+
+
+def test_a_budget_trains_in_chunks_and_waits_for_the_schedule(tmp_path: Path, capsys) -> None:
+    out = tmp_path / "chunks"
+    argv = ["burda_vae_k1", "--smoke", "--set", "epochs=2", "--budget-epochs", "1", "--device", "cpu", "--out", out]
+    code, stdout, _ = cli(reproduce_main, argv, capsys)
+    assert code == 0 and "1 of 2 epochs trained" in stdout and "paper 88.71" not in stdout
+    code, stdout, _ = cli(reproduce_main, argv, capsys)
+    assert code == 0 and "paper 88.71" in stdout and "2/2 epochs" in stdout and '"epochs": 2' in stdout
+
+
+def test_options_and_resume_command_lines() -> None:
+    assert parse_set(["batch_size=100", "hidden=(500, 500)", "activation=tanh"]) == {
+        "batch_size": 100, "hidden": (500, 500), "activation": "tanh"}
+    preset = PRESETS["burda_iwae_k5"]
+    argv = train_argv(preset, preset.options, Path("/nonexistent/run"), "cpu", 13)
+    assert argv[:2] == ["vae", "--out"] and argv[argv.index("--epochs") + 1] == "13"
+    assert argv[argv.index("--objective") + 1] == "iwae" and argv[argv.index("--num-particles") + 1] == "5"
