@@ -17,6 +17,8 @@ Optional capabilities, each its own protocol, tested with ``isinstance`` (they a
   plain data: a story knows nothing of how the objective is computed.
 * :class:`RelativeLearningRates`: parameter groups that learn at a multiple of the trainer's rate (a
   VAE's flow prior).
+* :class:`DirectELBO`: the one-sample ELBO's recon and KL computed from the story's own distributions
+  without a Pyro trace (the training step's speed path; checked against the Pyro program).
 * :class:`ValidationStatistics`: extra per-epoch statistics (the VAE's active units).
 * :class:`FinalFigures`: figures of the trained story (the 2-D manifold, flow temperatures), drawn with
   ``core.plots`` from the story's own tensors and the first test images the trainer passes in.
@@ -84,6 +86,17 @@ class RelativeLearningRates(Protocol):
     def learning_rate_groups(self) -> list[tuple[list[torch.nn.Parameter], float]]:
         """The story's parameters in groups, each with a multiplier of the trainer's learning rate (every
         parameter in one group; a VAE's flow prior learns slower than its networks)."""
+        ...
+
+
+@runtime_checkable
+class DirectELBO(Protocol):
+    def elbo_terms(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """The one-sample ELBO's parts per example without Pyro's trace machinery, or None where the story
+        cannot give them: (recon = log p(x | z), kl = KL(q(z | x) || p(z)), closed form where both are
+        diagonal Gaussians, else log q(z | x) - log p(z)), each of shape (N,), for one reparameterised z
+        drawn with the noise the guide draws, in the same order. The training objective checks it against
+        the Pyro program on the same noise before relying on it (a speed path, never a second definition)."""
         ...
 
 

@@ -33,6 +33,7 @@ from typing import Any, Literal, Optional
 
 import pyro
 import pyro.distributions as dist
+from pyro.distributions.kl import kl_divergence
 import torch
 import torch.nn.functional as F
 
@@ -211,6 +212,22 @@ class VAE(GenerativeModel):
             pyro.sample("z", self.posterior(self.encoder_outputs(x)))
             if self.head.dequantized:
                 pyro.sample(NOISE_SITE, uniform_noise(x))
+
+    def elbo_terms(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """recon = log p(x | z) and kl (N,) for z ~ q(z | x) from the same distributions as ``model`` and
+        ``guide`` (``models.protocols.DirectELBO``); None for the dequantized head, whose noise site u the
+        Pyro program handles."""
+        if self.head.dequantized:
+            return None
+        q = self.posterior(self.encoder_outputs(x))
+        z = q.rsample()
+        p = self.prior(x)
+        recon = self.observation(z).log_prob(x)
+        if isinstance(q, dist.Independent) and isinstance(p, dist.Independent) and not len(self.posterior_flow):
+            kl = kl_divergence(q, p.expand(q.batch_shape))
+        else:  # a flow on either side: the Monte-Carlo term of the same sample (the cached pass scores z)
+            kl = q.log_prob(z) - p.log_prob(z)
+        return recon, kl
 
     @torch.no_grad()
     def decode_mean(self, z: torch.Tensor) -> torch.Tensor:

@@ -33,7 +33,10 @@ from pyro.infer.util import is_validation_enabled
 from pyro.poutine.util import prune_subsample_sites
 from pyro.util import check_if_enumerated, check_model_guide_match, check_site_shape
 
+from pyro.poutine.runtime import _PYRO_STACK
+
 from core.errors import DGMError
+from models.protocols import DirectELBO
 
 
 def _base_normal(fn: Any) -> bool:
@@ -65,13 +68,34 @@ def _reparameterized(guide_trace: Any) -> bool:
 
 
 class AnalyticKLTrace_ELBO(Trace_ELBO):
-    """``Trace_ELBO`` with analytic Gaussian KL, a KL weight, and recon/KL reported apart."""
+    """``Trace_ELBO`` with analytic Gaussian KL, a KL weight, and recon/KL reported apart.
 
-    def __init__(self, *args: Any, kl_weight: float = 1.0, **kwargs: Any):
+    ``story``: a :class:`models.protocols.DirectELBO` whose ``model``/``guide`` this objective trains. With one
+    particle and no Pyro handler active (no distributed noise messenger, say), its ``elbo_terms`` replace the
+    two traces: the same distributions and the same noise without Pyro's per-site bookkeeping, the
+    difference between our training step and a hand-written PyTorch loop. ``inference.objectives.registry``
+    passes a story only when one class defines its ``model``, ``guide`` and ``elbo_terms`` together (a subclass
+    that changes the program alone falls back to the traces), and the tests check every VAE configuration's
+    ``elbo_terms`` against its Pyro program on the same noise, values and gradients.
+    """
+
+    def __init__(self, *args: Any, kl_weight: float = 1.0, story: DirectELBO | None = None, **kwargs: Any):
         super().__init__(*args, **kwargs)
         self.kl_weight = kl_weight
         self.components: dict[str, torch.Tensor] = {}
         self._validated = False
+        self.story = story
+
+    def _direct_terms(self, model: Any, guide: Any, args: Any, kwargs: Any) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """The story's (recon, kl) summed over the batch, when this call may take the direct path."""
+        story = self.story
+        if (story is None or self.num_particles != 1 or kwargs or len(args) != 1 or _PYRO_STACK
+                or model != story.model or guide != story.guide):
+            return None
+        terms = story.elbo_terms(args[0])
+        if terms is None:
+            return None
+        return terms[0].sum(), terms[1].sum()
 
     def _get_trace(self, model: Any, guide: Any, args: Any, kwargs: Any) -> tuple[Any, Any]:
         """A guide trace and the model replayed against it, with no log-probabilities computed yet
@@ -140,7 +164,12 @@ class AnalyticKLTrace_ELBO(Trace_ELBO):
 
         The same value and gradient as ``Trace_ELBO.differentiable_loss`` with our particle loss, without
         its per-particle host synchronisations (a float of every particle's loss)."""
+        direct = self._direct_terms(model, guide, args, kwargs)
         self._reset()
+        if direct is not None:
+            recon, kl = direct
+            self._record(recon, kl)
+            return -(recon - self.kl_weight * kl)
         total = torch.zeros(())
         for model_trace, guide_trace in self._get_traces(model, guide, args, kwargs):
             total = total + self._particle_loss(model_trace, guide_trace) / self.num_particles

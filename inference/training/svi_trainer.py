@@ -136,32 +136,36 @@ class SVITrainer(EpochLoop):
         dist = self.dist
         dist.reseed(cfg.seed, epoch)
         self.model.train()
-        total = torch.zeros((), dtype=torch.float64, device=self.device)
+        total = torch.zeros((), dtype=torch.float64, device=self.device)  # float64: 50,000 terms of ~100 nats
         bar = tqdm(batches, desc=f"epoch {epoch}/{cfg.epochs}", leave=False, mininterval=1.0, file=sys.stderr,
                    disable=None if dist.is_main else True)
-        for i, index in enumerate(bar):
-            shard = dist.shard(index)
-            x = x_all[shard.index.to(self.device)]
-            if hasattr(self.objective, "kl_weight"):  # the ELBO's beta, warmed up over fractional epochs
-                self.objective.kl_weight = kl_warmup_weight(self.request, epoch - 1 + i / len(batches))
-            rng_before = torch.get_rng_state()
-            # Pyro's and torch's argument validation checks the program on this process's first step; later
-            # steps run the same program on data of the same kind, and a non-finite loss is caught below
-            with pyro.validation_enabled(self._validated_steps == 0 and is_validation_enabled()):
-                loss_sum = self._loss_sum(x, shard)
-            self._validated_steps += 1
-            # P * (this process's sum) / B_step: DDP's average over P processes gives the global mean's gradient
-            loss = loss_sum * dist.world_size / shard.global_size
-            step_loss = dist.all_reduce_sum(loss_sum.detach()) / shard.global_size  # the global mean, every rank
-            if not torch.isfinite(step_loss):
-                self._diverged(step_loss, x, shard, rng_before, epoch)
-            self.optimizer.zero_grad(set_to_none=True)
-            self.precision.backward(loss)
-            self.precision.step(self.optimizer, self.model.parameters(), cfg.grad_clip)
-            self.state.step += 1
-            if self.state.step == 1:
-                dist.broadcast_module(self.model)  # data-dependent initialisations saw one rank's rows
-            total += step_loss.to(torch.float64) * shard.global_size
+        warmup = hasattr(self.objective, "kl_weight") and self.request.kl_warmup_epochs > 0
+        validate = self._validated_steps == 0 and is_validation_enabled()
+        # Pyro's and torch's argument validation check the program on this process's first step; later steps
+        # run the same program on data of the same kind, and a non-finite loss is caught below either way
+        with pyro.validation_enabled(False):
+            for i, index in enumerate(bar):
+                shard = dist.shard(index)
+                x = x_all[shard.index.to(self.device)]
+                if warmup:  # the ELBO's beta, warmed up over fractional epochs
+                    self.objective.kl_weight = kl_warmup_weight(self.request, epoch - 1 + i / len(batches))
+                rng_before = torch.get_rng_state()
+                with pyro.validation_enabled(True) if validate else nullcontext():
+                    loss_sum = self._loss_sum(x, shard)
+                validate = False
+                self._validated_steps += 1
+                # the global batch's summed loss (every rank's sum under torchrun): the epoch's total, and the test
+                global_sum = dist.all_reduce_sum(loss_sum.detach())
+                if not torch.isfinite(global_sum):
+                    self._diverged(global_sum / shard.global_size, x, shard, rng_before, epoch)
+                self.optimizer.zero_grad(set_to_none=True)
+                # P * (this process's sum) / B_step: DDP's average over P processes gives the global mean's gradient
+                self.precision.backward(loss_sum * (dist.world_size / shard.global_size))
+                self.precision.step(self.optimizer, self.model.parameters(), cfg.grad_clip)
+                self.state.step += 1
+                if self.state.step == 1:
+                    dist.broadcast_module(self.model)  # data-dependent initialisations saw one rank's rows
+                total += global_sum
         self.scheduler.step()
         return {"train_loss": float(total) / sum(b.shape[0] for b in batches)}
 
