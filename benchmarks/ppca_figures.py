@@ -13,15 +13,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import matplotlib
+import torch
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import torch  # noqa: E402
-
-from evaluation.ground_truth import estimator_errors_vs_k, naive_error_by_dimension, spoil_diagonal_guide  # noqa: E402
-from core.plots import ESTIMATOR_STYLE  # noqa: E402
-from models.ppca import PPCA  # noqa: E402
+from evaluation.ground_truth import estimator_errors_vs_k, naive_error_by_dimension, spoil_diagonal_guide
+from core.plots import ESTIMATOR_STYLE
+from models.ppca import PPCA
+from matplotlib.figure import Figure
 
 
 def figure_vs_k(path: Path, ks: list[int], data_dim: int = 30, latent_dim: int = 8) -> dict:
@@ -31,7 +28,8 @@ def figure_vs_k(path: Path, ks: list[int], data_dim: int = 30, latent_dim: int =
     torch.manual_seed(0)
     x = model.sample(200)
     errors = estimator_errors_vs_k(model, x, ks)
-    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    fig = Figure(figsize=(6.4, 4.2))
+    ax = fig.subplots()
     for label, points in errors.items():
         if "exact posterior" in label:
             worst = max(abs(m) + s for _, m, s in points)
@@ -50,13 +48,13 @@ def figure_vs_k(path: Path, ks: list[int], data_dim: int = 30, latent_dim: int =
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=90)
-    plt.close(fig)
     return errors
 
 
 def figure_vs_dimension(path: Path, dims: list[int], ks: list[int]) -> dict:
     results = {k: naive_error_by_dimension(dims, num_samples=k) for k in ks}
-    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    fig = Figure(figsize=(6.4, 4.2))
+    ax = fig.subplots()
     for k, by_dim in results.items():
         mean = [by_dim[d][0] for d in dims]
         se = [by_dim[d][1] for d in dims]
@@ -69,7 +67,6 @@ def figure_vs_dimension(path: Path, dims: list[int], ks: list[int]) -> dict:
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=90)
-    plt.close(fig)
     return results
 
 

@@ -1,15 +1,18 @@
-"""Figures shared by training, evaluation and notebooks (matplotlib, Agg backend, PNG files)."""
+"""Figures shared by training, evaluation and notebooks (matplotlib, PNG files).
+
+Figures are ``matplotlib.figure.Figure`` objects saved directly (their canvas renders PNG without pyplot),
+so importing this module never switches matplotlib's backend: a notebook keeps its inline backend and
+shows its own plots, and a headless machine needs no display.
+"""
 from __future__ import annotations
 
 import math
 from pathlib import Path
 from typing import Sequence
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import torch  # noqa: E402
+import torch
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
 
 
 def image_grid(images: torch.Tensor, levels: int, nrow: int | None = None, pad: int = 1) -> torch.Tensor:
@@ -31,20 +34,21 @@ def save_image_grid(images: torch.Tensor, levels: int, path: Path, title: str | 
     """Write a grid of images as a PNG (grey levels, black background digits shown white)."""
     grid = image_grid(images, levels, nrow)
     size = max(3.0, min(10.0, grid.shape[1] / 25))
-    fig, ax = plt.subplots(figsize=(size, size * grid.shape[0] / grid.shape[1] + (0.4 if title else 0)))
+    fig = Figure(figsize=(size, size * grid.shape[0] / grid.shape[1] + (0.4 if title else 0)))
+    ax = fig.subplots()
     ax.imshow(grid.numpy(), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
     ax.axis("off")
     if title:
         ax.set_title(title, fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
-    plt.close(fig)
 
 
 def save_curves(epochs: Sequence[float], series: dict[str, Sequence[float]], ylabel: str, path: Path,
                 title: str | None = None) -> None:
     """Line plot of several per-epoch series (e.g. train and validation objective)."""
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig = Figure(figsize=(6, 4))
+    ax = fig.subplots()
     for label, values in series.items():
         ax.plot(epochs, values, marker="o" if len(epochs) < 30 else None, label=label)
     ax.set_xlabel("epoch")
@@ -55,7 +59,6 @@ def save_curves(epochs: Sequence[float], series: dict[str, Sequence[float]], yla
     ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=100)
-    plt.close(fig)
 
 
 def manifold_latents(steps: int = 20, low: float = 0.05, high: float = 0.95) -> torch.Tensor:
@@ -75,10 +78,11 @@ ESTIMATOR_STYLE = {
 }
 
 
-def _panels(n: int, width: float = 4.2, height: float = 3.4) -> tuple[plt.Figure, list[plt.Axes]]:
+def _panels(n: int, width: float = 4.2, height: float = 3.4) -> tuple[Figure, list[Axes]]:
     cols = min(n, 3)
     rows = int(math.ceil(n / cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(width * cols, height * rows), squeeze=False)
+    fig = Figure(figsize=(width * cols, height * rows))
+    axes = fig.subplots(rows, cols, squeeze=False)
     flat = list(axes.ravel())
     for ax in flat[n:]:
         ax.axis("off")
@@ -112,7 +116,6 @@ def save_estimates_vs_k(panels: dict[str, dict[str, list[tuple[int, float, float
         ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
-    plt.close(fig)
 
 
 def save_khat_histograms(panels: dict[str, dict[str, Sequence[float]]], path: Path, clip: float = 2.0) -> None:
@@ -135,7 +138,6 @@ def save_khat_histograms(panels: dict[str, dict[str, Sequence[float]]], path: Pa
         ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
-    plt.close(fig)
 
 
 def save_gap_histograms(panels: dict[str, Sequence[float]], path: Path) -> None:
@@ -152,4 +154,3 @@ def save_gap_histograms(panels: dict[str, Sequence[float]], path: Path) -> None:
         ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
-    plt.close(fig)

@@ -37,13 +37,14 @@ import pyro
 import torch
 
 from core.config import OneLineErrorParser
-from core.device import set_threads
+from core.device import THREADS_HELP, set_threads
 from core.errors import DGMError, run_cli
 from inference.training.load_run import LoadedRun, load_run
 from core.run_dir import atomic_write_text, provenance, write_json
 from evaluation.diagnostics import bootstrap_difference
 from evaluation.estimators import log_mean_exp, log_weight_chunks
 from inference.objectives.importance import log_weights
+from matplotlib.figure import Figure
 
 GAPS = ("inference_gap", "approximation_gap", "amortization_gap", "is_minus_elbo")
 
@@ -169,13 +170,10 @@ def evaluate_run_gap(run: LoadedRun, split: str, limit: int, every: int, **optio
 
 
 def _gap_figure(rows: list[tuple[str, dict]], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
     names = [name for name, _ in rows]
-    fig, ax = plt.subplots(figsize=(max(6.0, 1.1 * len(names)), 4.0))
+    fig = Figure(figsize=(max(6.0, 1.1 * len(names)), 4.0))
+    ax = fig.subplots()
     width = 0.27
     for j, (gap, label) in enumerate((("approximation_gap", "approximation"), ("amortization_gap", "amortisation"),
                                       ("is_minus_elbo", "IS - ELBO (q_phi)"))):
@@ -188,7 +186,6 @@ def _gap_figure(rows: list[tuple[str, dict]], path: Path) -> None:
     ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=120)
-    plt.close(fig)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -205,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--num-samples", type=int, default=5000, help="samples K of the final ELBO and IS estimates")
     parser.add_argument("--chunk", type=int, default=100, help="examples optimised and scored together")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--threads", type=int, default=None, help=THREADS_HELP)
     args = parser.parse_args(argv)
     set_threads(args.threads)
     rows, csv_lines = [], ["run,example_id," + ",".join(("elbo_amortized", "is_amortized", "elbo_local", "is_local",

@@ -38,7 +38,7 @@ import torch
 from pyro.poutine.util import site_is_subsample
 
 from core.config import OneLineErrorParser
-from core.device import resolve_device, set_threads
+from core.device import THREADS_HELP, resolve_device, set_threads
 from core.errors import DGMError, run_cli
 from core.run_dir import SCHEMA_VERSION, provenance, write_json
 from core.seeding import seed_everything
@@ -194,7 +194,7 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     parser.add_argument("--checkpoint", default="best", choices=["best", "last"])
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--threads", type=int, default=None, help=THREADS_HELP)
 
 
 def add_ais_arguments(parser: argparse.ArgumentParser, steps_flag: str = "--ais-steps", chains: bool = True) -> None:

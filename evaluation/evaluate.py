@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from core.config import OneLineErrorParser
-from core.device import resolve_device, set_threads
+from core.device import THREADS_HELP, resolve_device, set_threads
 from core.errors import DGMError, run_cli
 from inference.training.load_run import LoadedRun, load_run
 from core.run_dir import SCHEMA_VERSION, atomic_write_text, provenance, write_json
@@ -251,7 +251,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     parser.add_argument("--checkpoint", default="best", choices=["best", "last"])
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--threads", type=int, default=None, help=THREADS_HELP)
     ais = AISOptions()
     parser.add_argument("--ais-steps", type=int, default=ais.num_steps, metavar="T",
                         help=f"ais: annealing steps (default: {ais.num_steps})")

@@ -29,7 +29,7 @@ from typing import Any, Callable, Sequence
 import torch
 
 from core.config import OneLineErrorParser
-from core.device import resolve_device, set_threads
+from core.device import THREADS_HELP, resolve_device, set_threads
 from core.errors import DGMError, run_cli
 from core.run_dir import SCHEMA_VERSION, provenance, write_json
 from core.seeding import seed_everything

@@ -41,6 +41,7 @@ from inference.training.load_run import load_run
 from core.run_dir import SCHEMA_VERSION, provenance, write_json
 from core.device import resolve_device
 from data import load_dataset
+from matplotlib.figure import Figure
 
 __all__: Sequence[str] = ["FeatureReference", "class_statistics", "floor_sample_quality", "frechet_distance",
                           "kernel_distance", "model_sample_quality", "model_samples", "run_sample_quality",
@@ -287,16 +288,13 @@ def run_sample_quality(run: Any, n: int | None = None, split: str = "test", seed
 
 def save_class_histograms(result: dict[str, Any], path: Path) -> None:
     """Bar chart of the classifier's class histogram: samples, real training images (floor), test images."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
     bars = {f"{result['model']} samples": result["samples"]["class_histogram"],
             "real train (floor)": result.get("floor", {}).get("class_histogram"),
             f"real {result['split']}": result["reference"]["class_histogram"]}
     bars = {k: v for k, v in bars.items() if v is not None}
-    fig, ax = plt.subplots(figsize=(7, 3.5))
+    fig = Figure(figsize=(7, 3.5))
+    ax = fig.subplots()
     width = 0.8 / len(bars)
     for i, (label, values) in enumerate(bars.items()):
         ax.bar([c + (i - (len(bars) - 1) / 2) * width for c in range(len(values))], values, width, label=label)
@@ -307,7 +305,6 @@ def save_class_histograms(result: dict[str, Any], path: Path) -> None:
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
-    plt.close(fig)
 
 
 # ---- a table for people ----------------------------------------------------------------------------

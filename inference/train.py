@@ -33,6 +33,7 @@ from contextlib import nullcontext
 from dataclasses import fields
 
 from core.config import OneLineErrorParser, add_dataclass_arguments, build_config, explicit_options, to_jsonable
+from core.device import THREADS_HELP, set_threads
 from core.errors import DGMError, Interrupted, run_cli
 from core.memory import check_fits, parameter_bytes
 from core.run_dir import (CHECKPOINT, CONFIG, SCHEMA_VERSION, load_checkpoint, provenance, read_config,
@@ -60,6 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
         add_dataclass_arguments(p, spec.config_cls, f"{name} options")
         p.add_argument("--out", type=Path, default=None, help="run directory (default: runs/MODEL-DATASET-SEED)")
         p.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
+        p.add_argument("--threads", type=int, default=None, help=THREADS_HELP)
     return parser
 
 
@@ -151,6 +153,7 @@ def prepare_run_dir(args: argparse.Namespace, train: TrainConfig) -> Path:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    set_threads(args.threads)
     spec = model_spec(args.model)
     if args.resume and args.out is None:
         raise DGMError("--resume needs --out RUN_DIR")

@@ -24,6 +24,7 @@ from data.specs import DatasetSpec
 from core.plots import image_grid, save_curves
 from inference.training.figures import TrainingFigures
 from inference.training.config import TrainConfig
+from matplotlib.figure import Figure
 
 INTERPOLATION_SEED = 7
 CANDIDATES = 512
@@ -80,16 +81,15 @@ def interpolation_images(model: Any, z_a: torch.Tensor, z_b: torch.Tensor, steps
 
 def save_row(images: torch.Tensor, levels: int, path: Path, title: str) -> None:
     """One row of images (N, C, H, W) on the data scale, about one inch per image whatever their size."""
-    import matplotlib.pyplot as plt
 
     grid = image_grid(images, levels, nrow=images.shape[0])
-    fig, ax = plt.subplots(figsize=(images.shape[0], 1.5))
+    fig = Figure(figsize=(images.shape[0], 1.5))
+    ax = fig.subplots()
     ax.imshow(grid.numpy(), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
     ax.axis("off")
     ax.set_title(title, fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
-    plt.close(fig)
 
 
 class GANFigures(TrainingFigures):
