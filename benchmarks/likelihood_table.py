@@ -15,13 +15,13 @@ simulated from the model (nats, and bits/dim).
 from __future__ import annotations
 
 import argparse
-import json
 import math
 from pathlib import Path
 from typing import Any, Iterator
 
 from core.config import OneLineErrorParser
 from core.errors import DGMError, run_cli
+from core.run_dir import read_json
 
 HEADER = ("| model | examples | estimator (K) | NLL (nats) | bits/dim | seconds |\n"
           "|---|---|---|---|---|---|")
@@ -80,11 +80,13 @@ def run_rows(run_dir: Path, label: str) -> list[str]:
     if not run_dir.is_dir():
         raise DGMError(f"{run_dir} is not a run directory")
     rows: list[str] = []
-    for path in sorted(run_dir.glob("eval_*.json")):
-        rows.extend(eval_rows(label, json.loads(path.read_text())))
-    for pattern, reader in (("gan_likelihood*.json", gan_rows), ("bdmc*.json", bdmc_rows)):
+    for pattern, reader in (("eval_*.json", eval_rows), ("gan_likelihood*.json", gan_rows), ("bdmc*.json", bdmc_rows)):
         for path in sorted(run_dir.glob(pattern)):
-            rows.extend(reader(label, json.loads(path.read_text())))
+            try:
+                rows.extend(reader(label, read_json(path)))
+            except (KeyError, TypeError, ValueError, AttributeError) as exc:
+                raise DGMError(f"{path} is not an evaluation result of this project ({type(exc).__name__}: "
+                               f"{exc}); delete it or evaluate the run again") from None
     if not rows:
         raise DGMError(f"{run_dir} holds no evaluation results (eval_*.json, gan_likelihood.json, bdmc.json)")
     return rows

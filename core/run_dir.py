@@ -175,6 +175,22 @@ def provenance(device: torch.device | None = None) -> dict[str, Any]:
     }
 
 
+def read_json(path: Path, what: str = "result file") -> dict[str, Any]:
+    """A JSON object written by one of our commands, or a one-line error naming the file and the fault."""
+    path = Path(path)
+    try:
+        value = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise DGMError(f"{path} does not exist") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DGMError(f"{path} cannot be read ({exc.__class__.__name__})") from None
+    except json.JSONDecodeError as exc:
+        raise DGMError(f"{path} is not valid JSON ({exc.msg} at line {exc.lineno}); delete it or restore it") from None
+    if not isinstance(value, dict):
+        raise DGMError(f"{path} is not a {what} (a JSON object is expected, got {type(value).__name__})")
+    return value
+
+
 def read_config(run_dir: Path) -> dict[str, Any]:
     """``config.json`` of a run directory, with a one-line error if it is not a run."""
     path = Path(run_dir) / CONFIG

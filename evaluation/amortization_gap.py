@@ -37,6 +37,7 @@ import pyro
 import torch
 
 from core.config import OneLineErrorParser
+from core.paths import check_output_dir
 from core.device import THREADS_HELP, set_threads
 from core.errors import DGMError, run_cli
 from inference.training.load_run import LoadedRun, load_run
@@ -205,6 +206,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=None, help=THREADS_HELP)
     args = parser.parse_args(argv)
     set_threads(args.threads)
+    check_output_dir(args.out, "--out")  # before minutes of optimisation, not after
+    for name in ("steps", "train_samples", "num_samples", "chunk"):  # --limit and --every: evaluate_run_gap
+        if getattr(args, name) < 1:
+            raise DGMError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
+    if not (math.isfinite(args.lr) and args.lr > 0):
+        raise DGMError(f"--lr must be a positive finite number, got {args.lr}")
     rows, csv_lines = [], ["run,example_id," + ",".join(("elbo_amortized", "is_amortized", "elbo_local", "is_local",
                                                          "log_px") + GAPS)]
     for run_dir in args.run_dirs:

@@ -35,6 +35,7 @@ from typing import Any, Sequence
 import torch
 
 from core.config import OneLineErrorParser
+from core.paths import check_output_dir
 from core.errors import DGMError, run_cli
 from evaluation.classifier import FeatureClassifier, get_classifier
 from inference.training.load_run import load_run
@@ -320,6 +321,10 @@ def table_row(source: str, dataset: str, metrics: dict[str, Any]) -> str:
             f"{metrics.get('class_tv', float('nan')):.4f} |")
 
 
+#: the most samples scored at once (features of this many images are held in memory)
+MAX_SAMPLES = 100_000
+
+
 def main(argv: list[str] | None = None) -> int:
 
     parser = OneLineErrorParser(prog="python -m evaluation.sample_quality", description=__doc__,
@@ -338,8 +343,17 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not args.run_dirs and not args.dataset:
         raise DGMError("give run directories and/or --dataset NAME (for the floor alone)")
-    if args.n is not None and args.n < 4:
-        raise DGMError(f"-n must be at least 4, got {args.n}")
+    if args.n is not None and not 4 <= args.n <= MAX_SAMPLES:
+        raise DGMError(f"-n must be in 4..{MAX_SAMPLES:,} (the feature statistics need 4; more than the test split "
+                       f"hardly sharpens FD), got {args.n:,}")
+    if args.bootstrap < 0:
+        raise DGMError(f"--bootstrap must be >= 0 (0: no FD standard error), got {args.bootstrap}")
+    if not 0 <= args.seed < 2 ** 32:
+        raise DGMError(f"--seed must be in 0..{2 ** 32 - 1}, got {args.seed}")
+    if args.classifier_dir is not None:
+        check_output_dir(args.classifier_dir, "--classifier-dir")
+    if args.bootstrap == 0:
+        print("--bootstrap 0: the FD is reported without its standard error", flush=True)
     device = resolve_device(args.device)
     cache: dict = {}
     rows, floors = [], {}

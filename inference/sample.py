@@ -9,7 +9,6 @@ if __name__ == "__main__":
 
 import inspect
 import math
-import os
 from contextlib import nullcontext
 from pathlib import Path
 
@@ -18,6 +17,7 @@ import torch
 from core.config import OneLineErrorParser
 from core.device import resolve_device
 from core.errors import DGMError, run_cli
+from core.paths import check_output_file
 from core.run_lock import RunLock
 from inference.training.load_run import load_run
 from core.plots import save_image_grid
@@ -32,14 +32,7 @@ def output_path(out: Path | None, run_dir: Path) -> Path:
     checked before any work (suffix, a writable folder)."""
     if out is None:
         return run_dir / "samples.png"
-    if out.is_dir():
-        out = out / "samples.png"
-    if out.suffix.lower() != ".png":
-        raise DGMError(f"--out {out}: the grid is written as PNG; give a file name ending in .png or a directory")
-    folder = next((p for p in (out.parent, *out.parent.parents) if p.exists()), Path("."))
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise DGMError(f"--out {out}: {folder} is not writable")
-    return out
+    return check_output_file(out / "samples.png" if out.is_dir() else out, "--out", ".png")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -28,7 +28,6 @@ from typing import Any
 
 import torch
 
-import os
 from contextlib import nullcontext
 from dataclasses import fields
 
@@ -36,6 +35,7 @@ from core.config import OneLineErrorParser, add_dataclass_arguments, build_confi
 from core.device import THREADS_HELP, set_threads
 from core.errors import DGMError, Interrupted, run_cli
 from core.memory import check_fits, parameter_bytes
+from core.paths import check_output_dir
 from core.run_dir import (CHECKPOINT, CONFIG, SCHEMA_VERSION, load_checkpoint, provenance, read_config,
                           remove_stale_temporaries, write_json)
 from core.run_lock import LOCK_FILES, RunLock
@@ -132,12 +132,7 @@ def check_run_dir(args: argparse.Namespace, train: TrainConfig) -> Path:
         unfinished = (out / CONFIG).is_file() and not (out / CHECKPOINT).is_file()
         raise DGMError(f"{out} is not empty" + (" (a run stopped before its first checkpoint)" if unfinished else "")
                        + "; pass --resume to continue that run or choose another --out")
-    writable = next((p for p in (out, *out.parents) if p.exists()), Path("."))
-    if not writable.is_dir():
-        raise DGMError(f"--out {out} cannot be created: {writable} is a file, not a directory")
-    if not os.access(writable, os.W_OK | os.X_OK):
-        raise DGMError(f"--out {out}: {writable} is not writable")
-    return out
+    return check_output_dir(out, "--out")
 
 
 def prepare_run_dir(args: argparse.Namespace, train: TrainConfig) -> Path:

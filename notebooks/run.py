@@ -14,6 +14,9 @@ from pathlib import Path
 import nbformat
 from nbclient import NotebookClient
 
+from core.config import OneLineErrorParser
+from core.errors import DGMError, run_cli
+
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 
@@ -30,16 +33,23 @@ def execute(path: Path, quick: bool, timeout: int = 1200, write: bool = True) ->
     return notebook
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def main(argv: list[str] | None = None) -> int:
+    parser = OneLineErrorParser(prog="python -m notebooks.run", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("notebooks", nargs="*", type=Path, default=NOTEBOOKS)
     parser.add_argument("--quick", action="store_true", help="small settings; outputs are not saved")
     parser.add_argument("--timeout", type=int, default=1200, help="seconds per cell")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
+    missing = [str(p) for p in args.notebooks if not Path(p).is_file()]
+    if missing:
+        raise DGMError(f"no such notebook: {', '.join(missing)} (the notebooks are {', '.join(p.name for p in NOTEBOOKS)})")
+    if args.timeout < 1:
+        raise DGMError(f"--timeout must be at least 1 second, got {args.timeout}")
     for path in args.notebooks:
         print(f"executing {path.name} ...", flush=True)
         execute(path, args.quick, args.timeout, write=not args.quick)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

@@ -71,7 +71,7 @@ def test_out_that_is_a_file_or_cannot_be_created(tmp_path: Path, capsys) -> None
     afile = tmp_path / "file"
     afile.write_text("x")
     _one_line(cli(train_main, ["vae", *TINY, "--out", afile], capsys), "is a file")
-    _one_line(cli(train_main, ["vae", *TINY, "--out", afile / "run"], capsys), "is a file, not a directory")
+    _one_line(cli(train_main, ["vae", *TINY, "--out", afile / "run"], capsys), "is a file, not a folder")
     assert afile.read_text() == "x"
 
 
