@@ -176,7 +176,7 @@ def test_scoring_data_with_a_flow_without_inverse_is_refused():
     (["--temperature", "0"], "temperature"),
     (["--num-layers", "0"], "num-layers"),
     (["--log-scale-min", "1"], "log-scale-min"),
-    (["--arch", "pixelflow"], "invalid choice"),
+    (["--arch", "pixelflow"], "unknown --arch 'pixelflow'; choose one of glow, maf, nice, realnvp, realnvp_mlp"),
 ])
 def test_bad_options_are_one_line_errors(options, message, tmp_path: Path, capsys):
     code, _, err = cli(train_main, ["flow", *options, "--epochs", "1", "--out", tmp_path / "run"], capsys)
@@ -204,7 +204,7 @@ def test_training_from_the_command_line(tmp_path: Path, capsys):
     code, _, err = cli(sample_main, [out, "-n", "4", "--temperature", "0.7", "--out", tmp_path / "t.png"], capsys)
     assert code == 0 and (tmp_path / "t.png").is_file(), err
     code, _, err = cli(sample_main, [out, "-n", "4", "--temperature", "0", "--out", tmp_path / "t0.png"], capsys)
-    assert code == 2 and "temperature must be positive" in err
+    assert code == 2 and "temperature must be a positive" in err
 
 
 @pytest.mark.filterwarnings("ignore:Encountered NaN")
