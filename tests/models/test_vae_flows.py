@@ -199,6 +199,24 @@ def test_every_posterior_family_stacks_registered_conditional_transforms() -> No
         assert layers and all(type(layer) is spec.cls for layer in layers), name
 
 
+@pytest.mark.parametrize("kept", [False, True], ids=["new prior", "kept prior"])
+@pytest.mark.parametrize("prior", PRIORS)
+def test_log_p_of_the_same_z_after_a_weight_update_is_the_new_weights_value(prior: str, kept: bool) -> None:
+    """The prior scores z it did not draw: no value cache answers for the same tensor after a step (issue #16
+    item 6), whether the prior distribution is made again or kept."""
+    vae = flow_vae("none", prior=prior)
+    z = torch.randn(5, LATENT, dtype=torch.float64)
+    kept_prior = vae.prior(z)
+    score = kept_prior.log_prob if kept else (lambda v: vae.prior(v).log_prob(v))
+    before = score(z).detach()
+    with torch.no_grad():
+        for p in vae.prior_flow.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    after = score(z)
+    torch.testing.assert_close(after, vae.prior(z).log_prob(z.clone()), rtol=0, atol=0)
+    assert not torch.allclose(after, before)
+
+
 def fresh_pair(prior: str) -> tuple[VAE, VAE]:
     """A plain VAE and a VAE with a freshly built flow prior (the library's initialisation, nothing
     zeroed by hand) sharing the plain VAE's encoder and decoder weights, in float64."""
