@@ -53,7 +53,7 @@ from torch import nn
 from core.config import build_config, option_name
 from core.errors import DGMError
 from models.flows.base import without_value_cache
-from models.flows.choices import check_choice
+from models.flows.choices import unknown_choice
 from models.flows.vae_families import FAMILIES, NO_FLOW, FlowFamily, LayerRequest, Role, family_names
 
 
@@ -155,7 +155,8 @@ def resolve_flow(config: Any, role: Role) -> tuple[FlowFamily, LayerRequest, Any
     (one-line errors); None for no flow (``none`` or length 0)."""
     fields = ROLE_FIELDS[role]
     name, length = getattr(config, fields.name), getattr(config, fields.length)
-    check_choice(option_name(fields.name), name, family_names(role))
+    if name not in family_names(role):
+        raise unknown_choice(option_name(fields.name), name, family_names(role))
     if isinstance(length, bool) or not isinstance(length, int) or length < 0:
         raise DGMError(f"{option_name(fields.length)} must be a non-negative integer, got {length!r}")
     if name == NO_FLOW or length == 0:

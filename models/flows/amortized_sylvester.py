@@ -125,14 +125,16 @@ class HouseholderSylvesterOptions:
         "help": "Householder reflections making Q in each layer", "config_field": "sylvester_reflections"})
 
 
-def check_columns(request: LayerRequest, options: OrthogonalSylvesterOptions, label: Callable[[str], str]) -> None:
+def check_orthogonal_options(request: LayerRequest, options: OrthogonalSylvesterOptions,
+                             label: Callable[[str], str]) -> None:
     """M in 1..L."""
     if options.columns is not None and not 1 <= options.columns <= request.latent_dim:
         raise DGMError(f"{label('columns')} must lie in 1..{request.latent_dim} (the latent dimensions), "
                        f"got {options.columns}")
 
 
-def check_reflections(request: LayerRequest, options: HouseholderSylvesterOptions, label: Callable[[str], str]) -> None:
+def check_householder_options(request: LayerRequest, options: HouseholderSylvesterOptions,
+                              label: Callable[[str], str]) -> None:
     """K >= 1."""
     if options.reflections < 1:
         raise DGMError(f"{label('reflections')} must be at least 1, got {options.reflections}")
@@ -150,10 +152,13 @@ def sylvester_layers(variant: Variant) -> Callable[[LayerRequest, Any], list[Amo
 
 
 register_flow_family("posterior", "sylvester_orthogonal", "amortized_sylvester_orthogonal",
-                     sylvester_layers("orthogonal"), options=OrthogonalSylvesterOptions, check=check_columns,
+                     sylvester_layers("orthogonal"), options=OrthogonalSylvesterOptions,
+                     check=check_orthogonal_options,
                      description="van den Berg et al. (2018): R, R~, b, Q = linear(h), Q orthonormal (QR)")
 register_flow_family("posterior", "sylvester_householder", "amortized_sylvester_householder",
-                     sylvester_layers("householder"), options=HouseholderSylvesterOptions, check=check_reflections,
-                     description="... Q a product of reflections")
+                     sylvester_layers("householder"), options=HouseholderSylvesterOptions,
+                     check=check_householder_options,
+                     description="van den Berg et al. (2018): Q a product of Householder reflections")
 register_flow_family("posterior", "sylvester_triangular", "amortized_sylvester_triangular",
-                     sylvester_layers("triangular"), description="... Q = I or the reversal, alternating")
+                     sylvester_layers("triangular"),
+                     description="van den Berg et al. (2018): Q = I or the reversal, alternating between layers")

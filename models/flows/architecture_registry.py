@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from models.flows.base import FlowTransform
-from models.flows.choices import check_choice
+from models.flows.choices import unknown_choice
 from models.flows.registry import Event
 
 ArchitectureBuilder = Callable[[Any, tuple[int, ...]], list[FlowTransform]]
@@ -44,7 +44,8 @@ def register_architecture(name: str, build: ArchitectureBuilder, *, event: Event
 
 def architecture_spec(name: str) -> ArchitectureSpec:
     """The architecture called ``name`` (a one-line error naming the choices otherwise)."""
-    check_choice("--arch", name, sorted(ARCHITECTURES))
+    if name not in ARCHITECTURES:
+        raise unknown_choice("--arch", name, sorted(ARCHITECTURES))
     return ARCHITECTURES[name]
 
 

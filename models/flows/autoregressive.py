@@ -18,6 +18,9 @@ are exact (each depends only on lower degrees), so D passes give the exact inver
 log-scales of the last pass are those of the exact u. T equals Pyro's ``AffineAutoregressive``
 with the same network (IAF), and T^-1 its inverse (MAF): the oracle tests compare them.
 ``ConditionalAffineAutoregressive`` feeds a context to the MADE (amortised IAF posteriors).
+
+VAE flow families (``models.flows.vae_families``): posterior ``iaf`` (conditional IAF layers) and
+prior ``maf``, L layers whose MADE orders alternate natural / reversed.
 """
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 
 Config fields whose choices are registered names (``--posterior-flow``, ``--prior-flow``, the flow
 density's ``--arch``) are plain strings checked against the registry by the config's ``validate``
-(:func:`check_choice`), so a family registered by any file, even after the config class was
+(:func:`unknown_choice`), so a family registered by any file, even after the config class was
 defined, is accepted and listed. Their ``help`` is a :class:`ChoicesHelp`: a string whose formatted
 form (what ``core.config`` writes into ``--help``) appends the registry's current choices.
 """
@@ -28,8 +28,6 @@ class ChoicesHelp(str):
         return format(str(self), spec)
 
 
-def check_choice(option: str, value: str, choices: Iterable[str]) -> None:
-    """A one-line error naming the choices unless ``value`` is one of them."""
-    choices = tuple(choices)
-    if value not in choices:
-        raise DGMError(f"unknown {option} {value!r}; choose one of {', '.join(choices)}")
+def unknown_choice(option: str, value: str, choices: Iterable[str]) -> DGMError:
+    """The one-line error for ``value`` not among ``choices``, naming them."""
+    return DGMError(f"unknown {option} {value!r}; choose one of {', '.join(choices)}")

@@ -11,6 +11,9 @@ Both directions take one conditioner pass, so density and sampling are equally f
 conditioner sees only the d_c = |b| conditioning coordinates (gathered, not multiplied by the
 mask) and returns parameters for the d_t transformed ones. ``ConditionalAffineCoupling`` feeds a
 context too: ``condition(context)`` returns an :class:`AffineCoupling`.
+
+VAE flow families (``models.flows.vae_families``): ``realnvp`` as a posterior (conditioners read
+(x_c, h)) and as a prior, L affine couplings whose halves masks alternate.
 """
 from __future__ import annotations
 
