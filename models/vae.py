@@ -19,7 +19,9 @@ Guide: ``z ~ N(mu_phi(x), diag sigma_phi(x)^2)`` with sigma = softplus(.) + 1e-4
 Flows (``models.vae_flows``): ``--posterior-flow NAME --flow-length L`` pushes the guide's Gaussian
 sample through L amortised flow layers whose parameters come from ``--flow-context`` extra encoder
 outputs h(x); ``--prior-flow NAME --prior-flow-length L`` replaces N(0, I) by a learned flow prior
-(trained at ``--prior-flow-lr-scale`` times ``--lr``).
+(trained at ``--prior-flow-lr-scale`` times ``--lr``). The names, and each family's own options
+(``--flow-options KEY=VALUE``, ``--prior-flow-options``), come from the registry of VAE flow families
+(``models.flows.vae_families``), so this config does not change when a family is added.
 The KL term is then the Monte-Carlo log q(z | x) - log p(z) of the same sample.
 
 ``--preset burda``: Burda et al. (2016)'s one-stochastic-layer architecture for MNIST, 784-200-200-50
@@ -41,12 +43,12 @@ from data.specs import DatasetSpec
 from core.plots import manifold_latents, save_image_grid
 from models.base import GenerativeModel
 from models.dequantized import NOISE_SITE, quantize, sample_noise, uniform_noise
+from models.flows.choices import ChoicesHelp
+from models.flows.vae_families import NO_FLOW
 from models.likelihoods import likelihood
 from models.protocols import ObjectiveRequest
 from models.networks import Activation, ConvDecoder, ConvEncoder, MLPDecoder, MLPEncoder
 from models.registry import register_model
-from models.flows.choices import ChoicesHelp
-from models.flows.vae_families import NO_FLOW
 from models.vae_flows import describe_families, describe_options, flow_layers, flow_posterior, flow_prior, resolve_flow
 
 #: architecture presets: values for the options left unset (None) on the command line
