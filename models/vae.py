@@ -19,7 +19,9 @@ Guide: ``z ~ N(mu_phi(x), diag sigma_phi(x)^2)`` with sigma = softplus(.) + 1e-4
 Flows (``models.vae_flows``): ``--posterior-flow NAME --flow-length L`` pushes the guide's Gaussian
 sample through L amortised flow layers whose parameters come from ``--flow-context`` extra encoder
 outputs h(x); ``--prior-flow NAME --prior-flow-length L`` replaces N(0, I) by a learned flow prior
-(trained at ``--prior-flow-lr-scale`` times ``--lr``).
+(trained at ``--prior-flow-lr-scale`` times ``--lr``). The names, and each family's own options
+(``--flow-options KEY=VALUE``, ``--prior-flow-options``), come from the registry of VAE flow families
+(``models.flows.vae_families``), so this config does not change when a family is added.
 The KL term is then the Monte-Carlo log q(z | x) - log p(z) of the same sample.
 
 ``--preset burda``: Burda et al. (2016)'s one-stochastic-layer architecture for MNIST, 784-200-200-50
@@ -42,15 +44,13 @@ from data.specs import DatasetSpec
 from core.plots import manifold_latents, save_image_grid
 from models.base import GenerativeModel
 from models.dequantized import NOISE_SITE, quantize, sample_noise, uniform_noise
+from models.flows.choices import ChoicesHelp
+from models.flows.vae_families import NO_FLOW
 from models.likelihoods import likelihood
 from models.protocols import ObjectiveRequest
 from models.networks import Activation, ConvDecoder, ConvEncoder, MLPDecoder, MLPEncoder
 from models.registry import register_model
-from models.vae_flows import check_flow_options, flow_posterior, flow_prior, posterior_layers, prior_layers
-
-PosteriorFlow = Literal["none", "planar", "iaf", "householder", "sylvester_orthogonal", "sylvester_householder",
-                        "sylvester_triangular", "realnvp"]
-PriorFlow = Literal["none", "realnvp", "maf"]
+from models.vae_flows import describe_families, describe_options, flow_layers, flow_posterior, flow_prior, resolve_flow
 
 #: architecture presets: values for the options left unset (None) on the command line
 PRESETS: dict[str, dict[str, Any]] = {
@@ -86,25 +86,32 @@ class VAEConfig:
     num_particles: int = field(default=1, metadata={"help": "samples per example (K for iwae)"})
     kl_warmup_epochs: float = field(default=0.0, metadata={
         "help": "linearly raise the KL weight from 0 to 1 over this many epochs (ELBO only)"})
-    posterior_flow: PosteriorFlow = field(default="none", metadata={
-        "help": "flow on the guide's Gaussian, its parameters from the encoder (amortised): planar, iaf, "
-                "householder, sylvester_orthogonal/householder/triangular, realnvp; none: Gaussian q"})
+    posterior_flow: str = field(default=NO_FLOW, metadata={"help": ChoicesHelp(
+        "flow on the guide's Gaussian, its parameters from the encoder's features h(x) (amortised; "
+        "models.flows.vae_families); none: Gaussian q", lambda: describe_families("posterior"))})
     flow_length: int = field(default=4, metadata={
         "help": "layers of the posterior flow (reflections for householder); 0 is the Gaussian guide"})
     flow_context: int = field(default=64, metadata={
         "help": "encoder features h(x) that set the posterior flow's parameters"})
     flow_hidden: tuple[int, ...] = field(default=(256,), metadata={
         "help": "hidden sizes of the flow networks (IAF/MAF MADEs, RealNVP conditioners; a MADE needs >= L units)"})
-    prior_flow: PriorFlow = field(default="none", metadata={
-        "help": "learned flow prior p(z) = g # N(0, I): realnvp (affine couplings) or maf; none: N(0, I)"})
+    flow_options: Optional[tuple[str, ...]] = field(default=None, metadata={"help": ChoicesHelp(
+        "the posterior flow family's own options, KEY=VALUE ... (values as JSON)",
+        lambda: describe_options("posterior"))})
+    prior_flow: str = field(default=NO_FLOW, metadata={"help": ChoicesHelp(
+        "learned flow prior p(z) = g # N(0, I) (models.flows.vae_families); none: N(0, I)",
+        lambda: describe_families("prior"))})
     prior_flow_length: int = field(default=4, metadata={"help": "layers of the prior flow"})
+    prior_flow_options: Optional[tuple[str, ...]] = field(default=None, metadata={"help": ChoicesHelp(
+        "the prior flow family's own options, KEY=VALUE ...", lambda: describe_options("prior"))})
     prior_flow_lr_scale: float = field(default=0.01, metadata={
         "help": "the prior flow learns at --lr times this (0 freezes it at the identity, N(0, I)); at 1 it "
                 "tracks the aggregate posterior before the decoder uses z and the posterior collapses"})
     sylvester_columns: Optional[int] = field(default=None, metadata={
-        "help": "columns M <= L of Q in orthogonal Sylvester layers (unset: L)"})
+        "help": "columns M <= L of Q in orthogonal Sylvester layers (unset: L); as --flow-options columns=M"})
     sylvester_reflections: int = field(default=8, metadata={
-        "help": "Householder reflections making Q in each sylvester_householder layer"})
+        "help": "Householder reflections making Q in each sylvester_householder layer; as --flow-options "
+                "reflections=K"})
 
     def __post_init__(self) -> None:
         """Fill the options left unset from the preset (an unknown preset is left for ``validate``)."""
@@ -114,11 +121,11 @@ class VAEConfig:
 
     @property
     def has_posterior_flow(self) -> bool:
-        return self.posterior_flow != "none" and self.flow_length > 0
+        return self.posterior_flow != NO_FLOW and self.flow_length > 0
 
     @property
     def has_prior_flow(self) -> bool:
-        return self.prior_flow != "none" and self.prior_flow_length > 0
+        return self.prior_flow != NO_FLOW and self.prior_flow_length > 0
 
     def validate(self) -> None:
         if self.preset not in PRESETS:
@@ -137,14 +144,8 @@ class VAEConfig:
             raise DGMError("--kl-warmup-epochs must be >= 0")
         if self.objective == "iwae" and self.kl_warmup_epochs:
             raise DGMError("--kl-warmup-epochs applies to the ELBO objective only")
-        check_flow_options(self.posterior_flow, self.flow_length, self.latent_dim, self.flow_hidden, prior=False,
-                           context=self.flow_context)
-        check_flow_options(self.prior_flow, self.prior_flow_length, self.latent_dim, self.flow_hidden, prior=True)
-        if self.sylvester_columns is not None and not 1 <= self.sylvester_columns <= self.latent_dim:
-            raise DGMError(f"--sylvester-columns must lie in 1..{self.latent_dim} (the latent dimensions), "
-                           f"got {self.sylvester_columns}")
-        if self.sylvester_reflections < 1:
-            raise DGMError(f"--sylvester-reflections must be at least 1, got {self.sylvester_reflections}")
+        resolve_flow(self, "posterior")
+        resolve_flow(self, "prior")
 
 
 class VAE(GenerativeModel):
@@ -162,12 +163,8 @@ class VAE(GenerativeModel):
         self.context_dim = config.flow_context if config.has_posterior_flow else 0
         self.encoder = encoder_cls(spec.shape, config.hidden, 2 * latent + self.context_dim, config.activation)
         self.decoder = decoder_cls(latent, config.hidden, out_shape, config.activation)
-        flow_options = {"sylvester_columns": config.sylvester_columns,
-                        "sylvester_reflections": config.sylvester_reflections}
-        self.posterior_flow = posterior_layers(config.posterior_flow, config.flow_length, latent, self.context_dim,
-                                               config.flow_hidden, config.activation, **flow_options)
-        self.prior_flow = prior_layers(config.prior_flow, config.prior_flow_length, latent, config.flow_hidden,
-                                       config.activation)
+        self.posterior_flow = flow_layers(config, "posterior")
+        self.prior_flow = flow_layers(config, "prior")
 
     @property
     def latent_dim(self) -> int:

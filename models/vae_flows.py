@@ -9,21 +9,26 @@ Posterior (``--posterior-flow NAME --flow-length L``): the encoder outputs mu, s
 
 and the log-determinants are those computed in the very pass that drew z_L (each layer's cache), so
 no layer is ever inverted: planar and Sylvester layers have no closed-form inverse, and an IAF
-inverse would take D sequential passes. Families (``POSTERIOR_FLOWS``):
-
-    planar                 Rezende & Mohamed (2015): u, w, b = linear(h)          models.flows.amortized_planar
-    householder            Tomczak & Welling (2016): L reflections, v_k = linear(h)  (volume preserving)
-    sylvester_orthogonal   van den Berg et al. (2018): R, R~, b, Q = linear(h)    models.flows.amortized_sylvester
-    sylvester_householder  ... Q a product of ``--sylvester-reflections`` reflections
-    sylvester_triangular   ... Q = I or the reversal, alternating
-    iaf                    Kingma et al. (2016): MADE(z, h) -> shift, log-scale; orders alternate
-    realnvp                affine couplings whose conditioner reads (z_c, h); halves masks alternate
+inverse would take D sequential passes. Every ``condition(h)`` builds new layer objects, so that
+cache lives and dies with one distribution q(z | x).
 
 Prior (``--prior-flow NAME --prior-flow-length L``): p(z) = g # N(0, I) with g = g_L o ... o g_1 our
-transforms, log p(z) by the change of variables through their closed-form inverses (one pass each):
+transforms, log p(z) by the change of variables through their closed-form inverses (one pass each).
+The prior scores values it did not draw (the guide's z), so its layers keep no value cache
+(``models.flows.base.without_value_cache``): log p(z) is recomputed on every call, never a value
+from before the last weight update.
 
-    realnvp   affine couplings with MLP conditioners, halves masks alternating
-    maf       MAF layers (one-pass density, D-pass sampling), MADE orders alternating
+The families are those registered in ``models.flows.vae_families`` (each by its transform's file);
+this module reads the registry, so a new family needs no edit here or in ``VAEConfig``:
+
+* the choices of ``--posterior-flow`` / ``--prior-flow`` are ``none`` and the registered names;
+* a family's own options come from ``--flow-options KEY=VALUE ...`` (``--prior-flow-options``), parsed
+  as JSON values (``null`` or ``none``: unset; anything else unparsable: a string) and type-checked
+  against its options dataclass; an option whose field names a ``config_field`` is also set by that
+  older VAE option (``--sylvester-columns``, ``--sylvester-reflections``), which ``--flow-options``
+  may not contradict;
+* generic checks (``--flow-context`` >= 1 for a posterior, the transform's minimum of latent
+  dimensions, positive ``--flow-hidden`` for families with networks), then the family's own ``check``.
 
 Every layer's conditioner ends in a zero-initialised linear layer, so a fresh flow prior is exactly
 N(0, I). It learns at ``--prior-flow-lr-scale`` (default 0.01) times the learning rate: at the full
@@ -36,87 +41,143 @@ bound and every estimator use log q from the guide's trace the same way.
 """
 from __future__ import annotations
 
+import dataclasses
+import json
+from dataclasses import dataclass
+from typing import Any, Callable
+
 import pyro.distributions as dist
 import torch
 from torch import nn
 
+from core.config import build_config, option_name
 from core.errors import DGMError
-from models.flows.amortized_householder import AmortizedHouseholder
-from models.flows.amortized_planar import AmortizedPlanar
-from models.flows.amortized_sylvester import AmortizedSylvester
-from models.flows.autoregressive import affine_autoregressive
-from models.flows.coupling import affine_coupling
-
-POSTERIOR_FLOWS: tuple[str, ...] = ("none", "planar", "iaf", "householder", "sylvester_orthogonal",
-                                    "sylvester_householder", "sylvester_triangular", "realnvp")
-PRIOR_FLOWS: tuple[str, ...] = ("none", "realnvp", "maf")
-#: the transform registry's name (``models.flows.registry``) of the layers each prior family stacks
-PRIOR_FLOW_TRANSFORMS: dict[str, str] = {"realnvp": "affine_coupling_halves", "maf": "maf"}
-#: flows whose conditioner is a network over z (the others are linear heads of h)
-NETWORK_FLOWS: tuple[str, ...] = ("iaf", "realnvp", "maf")
+from models.flows.base import without_value_cache
+from models.flows.choices import unknown_choice
+from models.flows.vae_families import FAMILIES, NO_FLOW, FlowFamily, LayerRequest, Role, family_names
 
 
-def check_flow_options(name: str, length: int, latent_dim: int, hidden: tuple[int, ...], *, prior: bool,
-                       context: int = 1) -> None:
-    """One-line errors for an unknown family, a negative length, or sizes the family cannot take."""
-    names, option = (PRIOR_FLOWS, "--prior-flow") if prior else (POSTERIOR_FLOWS, "--posterior-flow")
-    if name not in names:
-        raise DGMError(f"unknown {option} {name!r}; choose one of {', '.join(names)}")
-    length_option = "--prior-flow-length" if prior else "--flow-length"
+@dataclass(frozen=True)
+class RoleFields:
+    """The ``VAEConfig`` fields that choose one role's flow: family name, length, KEY=VALUE options."""
+
+    name: str
+    length: str
+    options: str
+
+
+ROLE_FIELDS: dict[Role, RoleFields] = {
+    "posterior": RoleFields("posterior_flow", "flow_length", "flow_options"),
+    "prior": RoleFields("prior_flow", "prior_flow_length", "prior_flow_options"),
+}
+
+
+def describe_families(role: Role) -> str:
+    """'; choices: none, a, b' for ``--help``, read from the registry when shown."""
+    return f"; choices: {', '.join(family_names(role))}"
+
+
+def describe_options(role: Role) -> str:
+    """Each registered family's options (name, help, default) for ``--help``."""
+    entries = [f"{family.name}: " + ", ".join(f"{key} ({f.metadata.get('help', '')}; default {f.default!r})"
+                                               for key, f in family.option_fields().items())
+               for family in sorted(FAMILIES[role].values(), key=lambda fam: fam.name) if family.options]
+    return "; " + ("; ".join(entries) if entries else "no registered family takes options")
+
+
+def parse_value(raw: str) -> Any:
+    """A KEY=VALUE value: ``none``/``null`` -> None, else JSON (2, 0.5, true, "s"), else the string itself."""
+    if raw.lower() in ("none", "null"):
+        return None
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return raw
+
+
+def option_pairs(pairs: tuple[str, ...] | None, flag: str) -> dict[str, Any]:
+    """KEY=VALUE strings -> {key: value}; one-line errors for a missing '=' or a key given twice."""
+    values: dict[str, Any] = {}
+    for pair in pairs or ():
+        key, sep, raw = pair.partition("=")
+        if not sep or not key:
+            raise DGMError(f"{flag} takes KEY=VALUE pairs, got {pair!r}")
+        if key in values:
+            raise DGMError(f"{flag} gives {key!r} twice")
+        values[key] = parse_value(raw)
+    return values
+
+
+def family_options(family: FlowFamily, config: Any, pairs: tuple[str, ...] | None,
+                   flag: str) -> tuple[Any, Callable[[str], str]]:
+    """The family's options dataclass filled from its ``config_field`` aliases and ``flag`` pairs (type-checked),
+    and ``label(key)``: how the user gave each option, for error messages."""
+    fields = family.option_fields()
+    defaults = {f.name: f.default for f in dataclasses.fields(config)}
+    values: dict[str, Any] = {}
+    labels: dict[str, str] = {}
+    for key, f in fields.items():
+        alias = f.metadata.get("config_field")
+        if alias in defaults:
+            values[key], labels[key] = getattr(config, alias), option_name(alias)
+    for key, value in option_pairs(pairs, flag).items():
+        if key not in fields:
+            raise DGMError(f"{flag}: the {family.role} flow {family.name} has no option {key!r} "
+                           f"(its options: {', '.join(fields) or 'none'})")
+        try:
+            value = getattr(build_config(family.options, {key: value}), key)
+        except DGMError as exc:
+            raise DGMError(str(exc).replace(option_name(key), f"{flag} {key}")) from None
+        alias = fields[key].metadata.get("config_field")
+        if alias in defaults and values[key] != defaults[alias] and values[key] != value:
+            raise DGMError(f"{flag} {key}={value!r} contradicts {option_name(alias)} {values[key]!r}; give one")
+        values[key], labels[key] = value, f"{flag} {key}"
+    options = family.options(**values) if family.options else None
+    return options, lambda key: labels.get(key, f"{flag} {key}")
+
+
+def check_request(family: FlowFamily, request: LayerRequest, options: Any, label: Callable[[str], str]) -> None:
+    """The generic one-line errors, then the family's own ``check``."""
+    flag = option_name(ROLE_FIELDS[family.role].name)
+    if family.role == "posterior" and request.context < 1:
+        raise DGMError(f"--flow-context must be at least 1 for a flow posterior, got {request.context}")
+    if request.latent_dim < family.min_dim:
+        raise DGMError(f"{flag} {family.name} needs at least {family.min_dim} latent dimensions (--latent-dim), "
+                       f"got {request.latent_dim}")
+    if family.uses_hidden and (not request.hidden or any(h < 1 for h in request.hidden)):
+        raise DGMError(f"--flow-hidden sizes must be positive, got {request.hidden}")
+    if family.check is not None:
+        family.check(request, options, label)
+
+
+def resolve_flow(config: Any, role: Role) -> tuple[FlowFamily, LayerRequest, Any] | None:
+    """The family, layer request and options that ``config`` (a ``VAEConfig``) chooses for ``role``, all checked
+    (one-line errors); None for no flow (``none`` or length 0)."""
+    fields = ROLE_FIELDS[role]
+    name, length = getattr(config, fields.name), getattr(config, fields.length)
+    if name not in family_names(role):
+        raise unknown_choice(option_name(fields.name), name, family_names(role))
     if isinstance(length, bool) or not isinstance(length, int) or length < 0:
-        raise DGMError(f"{length_option} must be a non-negative integer, got {length!r}")
-    if name == "none" or length == 0:
-        return
-    if not prior and context < 1:
-        raise DGMError(f"--flow-context must be at least 1 for a flow posterior, got {context}")
-    if name in ("realnvp", "maf") and latent_dim < 2:
-        raise DGMError(f"{option} {name} needs at least 2 latent dimensions (--latent-dim), got {latent_dim}")
-    if name in NETWORK_FLOWS:
-        if not hidden or any(h < 1 for h in hidden):
-            raise DGMError(f"--flow-hidden sizes must be positive, got {hidden}")
-        needed = latent_dim if name == "iaf" else latent_dim - 1
-        if name in ("iaf", "maf") and min(hidden) < needed:
-            raise DGMError(f"--flow-hidden layers of a MADE need at least {needed} units for {latent_dim} latent "
-                           f"dimensions, got {tuple(hidden)}")
+        raise DGMError(f"{option_name(fields.length)} must be a non-negative integer, got {length!r}")
+    if name == NO_FLOW or length == 0:
+        return None
+    family = FAMILIES[role][name]
+    context = config.flow_context if role == "posterior" else 0
+    request = LayerRequest(length, config.latent_dim, context, tuple(config.flow_hidden), config.activation)
+    options, label = family_options(family, config, getattr(config, fields.options), option_name(fields.options))
+    check_request(family, request, options, label)
+    return family, request, options
 
 
-def posterior_layers(name: str, length: int, latent_dim: int, context: int, hidden: tuple[int, ...],
-                     activation: str = "relu", *, sylvester_columns: int | None = None,
-                     sylvester_reflections: int = 4) -> nn.ModuleList:
-    """The L amortised layers (``ConditionalTransformModule``) of posterior family ``name``, base side first."""
-    check_flow_options(name, length, latent_dim, hidden, prior=False, context=context)
-    if name == "none" or length == 0:
+def flow_layers(config: Any, role: Role) -> nn.ModuleList:
+    """The L layers (base side first) that ``config`` chooses for ``role``: amortised
+    ``ConditionalTransformModule`` s for the posterior, transforms without value caches for the prior."""
+    resolved = resolve_flow(config, role)
+    if resolved is None:
         return nn.ModuleList()
-    if name == "householder":  # L reflections in one layer: the same map as L layers of one reflection
-        return nn.ModuleList([AmortizedHouseholder(latent_dim, context, length)])
-    orders = (torch.arange(latent_dim), torch.arange(latent_dim - 1, -1, -1))
-    layers: list[nn.Module] = []
-    for k in range(length):
-        if name == "planar":
-            layers.append(AmortizedPlanar(latent_dim, context))
-        elif name.startswith("sylvester_"):
-            variant = name.removeprefix("sylvester_")
-            layers.append(AmortizedSylvester(latent_dim, context, variant,  # type: ignore[arg-type]
-                                             num_columns=sylvester_columns if variant == "orthogonal" else None,
-                                             num_reflections=sylvester_reflections, reverse=k % 2 == 1))
-        elif name == "iaf":
-            layers.append(affine_autoregressive(latent_dim, hidden, "iaf", orders[k % 2], activation, context))
-        else:  # realnvp
-            layers.append(affine_coupling((latent_dim,), "halves", k % 2, hidden, activation, context))
-    return nn.ModuleList(layers)
-
-
-def prior_layers(name: str, length: int, latent_dim: int, hidden: tuple[int, ...],
-                 activation: str = "relu") -> nn.ModuleList:
-    """The L transforms g_1..g_L (base side first) of prior family ``name``."""
-    check_flow_options(name, length, latent_dim, hidden, prior=True)
-    if name == "none" or length == 0:
-        return nn.ModuleList()
-    orders = (torch.arange(latent_dim), torch.arange(latent_dim - 1, -1, -1))
-    if name == "maf":
-        return nn.ModuleList(affine_autoregressive(latent_dim, hidden, "maf", orders[k % 2], activation)
-                             for k in range(length))
-    return nn.ModuleList(affine_coupling((latent_dim,), "halves", k % 2, hidden, activation) for k in range(length))
+    family, request, options = resolved
+    layers = nn.ModuleList(family.build(request, options))
+    return without_value_cache(layers) if role == "prior" else layers
 
 
 def flow_posterior(loc: torch.Tensor, scale: torch.Tensor, context: torch.Tensor,

@@ -9,12 +9,15 @@ flows): the encoder outputs the flow's parameters, one set per data point. ``con
 parameters of the contexts h (shape (..., C)); the parameters have the batch shape of h and
 broadcast against the batch of z (importance samples add a leading dimension to z, not to h).
 
-Subclasses say how many parameters their layer needs (``num_params``) and build the layer from a
-(..., P) tensor of them (``transform``). The layers compute log |det J| in the pass that draws z,
-so a posterior q(z | x) = f_{theta(h(x))} # N(mu(x), sigma(x)^2) scores its own samples without
-inverting the flow (``models.vae_flows``).
+Subclasses give the layer family's maths (``maths``, the very functions its fixed-parameter layer
+uses: ``models.flows.parametric``), how many raw parameters it needs (``num_params``) and how a
+(..., P) tensor of them becomes the maths' parameters (``layer_params``). The layers compute
+log |det J| in the pass that draws z, so a posterior q(z | x) = f_{theta(h(x))} # N(mu(x), sigma(x)^2)
+scores its own samples without inverting the flow (``models.vae_flows``).
 """
 from __future__ import annotations
+
+from typing import Any
 
 import torch
 from pyro.distributions.conditional import ConditionalTransformModule
@@ -22,6 +25,7 @@ from torch import nn
 
 from core.errors import DGMError
 from models.flows.base import FlowTransform
+from models.flows.parametric import ContextLayer, LayerMaths
 
 
 class AmortizedTransformModule(ConditionalTransformModule):
@@ -30,6 +34,8 @@ class AmortizedTransformModule(ConditionalTransformModule):
     domain = FlowTransform.domain
     codomain = FlowTransform.codomain
     bijective = True
+    #: the layer family's maths, shared with its fixed-parameter layer
+    maths: LayerMaths
 
     def __init__(self, dim: int, context_features: int):
         super().__init__()
@@ -44,16 +50,16 @@ class AmortizedTransformModule(ConditionalTransformModule):
         """P: the number of per-example parameters of the layer."""
         raise NotImplementedError
 
-    def transform(self, params: torch.Tensor) -> FlowTransform:
-        """The layer with parameters ``params`` (..., P)."""
+    def layer_params(self, params: torch.Tensor) -> tuple[Any, ...]:
+        """The maths' parameters theta from the head's outputs ``params`` (..., P)."""
         raise NotImplementedError
 
-    def condition(self, context: torch.Tensor) -> FlowTransform:
+    def condition(self, context: torch.Tensor) -> ContextLayer:
         """The layer at the contexts h (..., C): parameters theta(h) = W h + c of shape (..., P)."""
         if context.shape[-1] != self.context_features:
             raise DGMError(f"{type(self).__name__} expects contexts of {self.context_features} features, "
                            f"got shape {tuple(context.shape)}")
-        return self.transform(self.head(context))
+        return ContextLayer(self.maths, self.layer_params(self.head(context)), type(self).__name__)
 
 
 def split_last(params: torch.Tensor, sizes: list[int]) -> list[torch.Tensor]:

@@ -18,10 +18,13 @@ are exact (each depends only on lower degrees), so D passes give the exact inver
 log-scales of the last pass are those of the exact u. T equals Pyro's ``AffineAutoregressive``
 with the same network (IAF), and T^-1 its inverse (MAF): the oracle tests compare them.
 ``ConditionalAffineAutoregressive`` feeds a context to the MADE (amortised IAF posteriors).
+
+VAE flow families (``models.flows.vae_families``): posterior ``iaf`` (conditional IAF layers) and
+prior ``maf``, L layers whose MADE orders alternate natural / reversed.
 """
 from __future__ import annotations
 
-from typing import Literal
+from typing import Callable, Literal
 
 import torch
 from pyro.distributions.conditional import ConditionalTransformModule
@@ -31,8 +34,10 @@ from core.errors import DGMError
 from models.flows.base import FlowTransform
 from models.flows.conditioners import ContextBound
 from models.flows.log_scale import bound_log_scale, check_log_scale_bounds
-from models.flows.made import MADE
+from models.flows.made import MADE, min_hidden_units
+from models.flows.permutation import alternating_order
 from models.flows.registry import randomize_, register_transform
+from models.flows.vae_families import LayerRequest, register_flow_family
 
 Mode = Literal["maf", "iaf"]
 
@@ -139,3 +144,28 @@ register_transform("iaf", AffineAutoregressive, _example("iaf"), min_dim=2,
 register_transform("conditional_iaf", ConditionalAffineAutoregressive, _example("iaf", conditional=True),
                    conditional=True, min_dim=1,
                    description="IAF layer whose MADE also reads a context (amortised posteriors)")
+
+
+# ---- VAE flow families -----------------------------------------------------------------------
+def check_made_width(request: LayerRequest, options: None, label: Callable[[str], str]) -> None:
+    """Every --flow-hidden layer of the MADE represents every degree (``made.min_hidden_units``)."""
+    needed = min_hidden_units(request.latent_dim, request.context > 0)
+    if min(request.hidden) < needed:
+        raise DGMError(f"--flow-hidden layers of a MADE need at least {needed} units for {request.latent_dim} latent "
+                       f"dimensions, got {tuple(request.hidden)}")
+
+
+def autoregressive_layers(mode: Mode) -> Callable[[LayerRequest, None], list[nn.Module]]:
+    """The builder of L IAF (posterior, context-conditioned) or MAF (prior) layers, MADE orders alternating."""
+    def build(request: LayerRequest, options: None) -> list[nn.Module]:
+        dim = request.latent_dim
+        return [affine_autoregressive(dim, request.hidden, mode, alternating_order(dim, k), request.activation,
+                                      request.context) for k in range(request.length)]
+    return build
+
+
+register_flow_family("posterior", "iaf", "conditional_iaf", autoregressive_layers("iaf"), check=check_made_width,
+                     uses_hidden=True, description="Kingma et al. (2016): MADE(z, h) -> shift, log-scale; "
+                     "orders alternate")
+register_flow_family("prior", "maf", "maf", autoregressive_layers("maf"), check=check_made_width, uses_hidden=True,
+                     description="MAF layers (one-pass density, D-pass sampling), MADE orders alternating")

@@ -15,6 +15,11 @@ What :class:`FlowTransform` adds to Pyro's ``TransformModule``:
   ``_inverse`` stay plain methods (the tests call them directly, past any cache).
 * Transforms without a closed-form inverse raise :class:`NoClosedFormInverse` (a ``DGMError``) from
   ``_inverse``; torch's cache still inverts values the same transform has just produced.
+* Torch's value cache (``cache_size=1``) keeps the last (x, y) pair and answers ``t.inv(y)`` for that
+  very tensor y from it, even after the weights changed. Densities that score values from outside
+  (a flow density's data, a flow prior's z) switch it off with :func:`without_value_cache`; the
+  log-det cache is keyed on the (x, y) tensors of one pass, and with the value cache off every
+  inversion makes a new x, so it can never answer for another pass.
 """
 from __future__ import annotations
 
@@ -99,3 +104,12 @@ class FlowTransform(TransformModule):
 def zeros_ladj(x: torch.Tensor) -> torch.Tensor:
     """log |det J| = 0 for every batch element of x (..., D): volume-preserving transforms."""
     return x.new_zeros(x.shape[:-1])
+
+
+def without_value_cache(module: nn.Module) -> nn.Module:
+    """Switch off torch's (x, y) value cache of every flow transform inside ``module`` (in place): each call
+    recomputes, so no value is ever answered from a pass made with other weights. Returns ``module``."""
+    for part in module.modules():
+        if isinstance(part, FlowTransform):
+            part._cache_size = 0
+    return module

@@ -18,6 +18,7 @@ from __future__ import annotations
 from typing import Sequence
 
 import torch
+from pyro.distributions import constraints
 from torch import nn
 
 from core.errors import DGMError
@@ -44,6 +45,16 @@ class Chain(ImageFlowTransform):
                                f"has event dimension {part.domain.event_dim}")
             part._cache_size = 0  # recompute every call (see the module docstring)
         self.parts = nn.ModuleList(parts)
+
+    @property
+    def domain(self) -> constraints.Constraint:
+        """The first part's domain (a chain maps what its first part takes)."""
+        return self.parts[0].domain
+
+    @property
+    def codomain(self) -> constraints.Constraint:
+        """The last part's codomain: the unit interval for the dequantizer's chain ending in a sigmoid."""
+        return self.parts[-1].codomain
 
     def forward_shape(self, shape: torch.Size | tuple[int, ...]) -> torch.Size:
         for part in self.parts:

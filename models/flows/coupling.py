@@ -11,6 +11,9 @@ Both directions take one conditioner pass, so density and sampling are equally f
 conditioner sees only the d_c = |b| conditioning coordinates (gathered, not multiplied by the
 mask) and returns parameters for the d_t transformed ones. ``ConditionalAffineCoupling`` feeds a
 context too: ``condition(context)`` returns an :class:`AffineCoupling`.
+
+VAE flow families (``models.flows.vae_families``): ``realnvp`` as a posterior (conditioners read
+(x_c, h)) and as a prior, L affine couplings whose halves masks alternate.
 """
 from __future__ import annotations
 
@@ -24,6 +27,7 @@ from models.flows.conditioners import ContextBound, MLPConditioner
 from models.flows.log_scale import bound_log_scale, check_log_scale_bounds
 from models.flows.masks import make_mask
 from models.flows.registry import randomize_, register_transform
+from models.flows.vae_families import LayerRequest, register_flow_family
 
 
 class _Coupling(FlowTransform):
@@ -163,3 +167,17 @@ register_transform("additive_coupling", AdditiveCoupling, _example("additive", "
 register_transform("conditional_affine_coupling", ConditionalAffineCoupling,
                    _example("affine", "halves", conditional=True), conditional=True, min_dim=2,
                    description="affine coupling whose conditioner also reads a context")
+
+
+# ---- VAE flow families -----------------------------------------------------------------------
+def halves_couplings(request: LayerRequest, options: None) -> list[nn.Module]:
+    """L affine couplings with halves masks alternating (parity k mod 2); conditioners read h too for a
+    posterior (``request.context`` > 0)."""
+    return [affine_coupling((request.latent_dim,), "halves", k % 2, request.hidden, request.activation,
+                            request.context) for k in range(request.length)]
+
+
+register_flow_family("posterior", "realnvp", "conditional_affine_coupling", halves_couplings, uses_hidden=True,
+                     description="affine couplings whose conditioner reads (z_c, h); halves masks alternate")
+register_flow_family("prior", "realnvp", "affine_coupling_halves", halves_couplings, uses_hidden=True,
+                     description="affine couplings with MLP conditioners, halves masks alternating")

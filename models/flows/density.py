@@ -40,11 +40,12 @@ from torch import nn
 from core.errors import DGMError
 from data.specs import DatasetSpec
 from models.base import GenerativeModel
-from models.flows.architectures import build_architecture
-from models.flows.base import FlowTransform
+from models.flows.architecture_registry import architecture_spec, describe_architectures
+from models.flows.base import FlowTransform, without_value_cache
+from models.flows.choices import ChoicesHelp
 from models.flows.dequantization import VariationalDequantization
 from models.flows.flow_figures import save_flow_figures
-from models.flows.multiscale import IMAGE_ARCHITECTURES
+from models.flows.log_scale import config_bounds
 from models.flows.preprocessing import preprocessing
 from models.networks import Activation
 from models.registry import register_model
@@ -54,11 +55,8 @@ from models.registry import register_model
 class FlowConfig:
     """Options of ``python -m inference.train flow``."""
 
-    arch: Literal["realnvp_mlp", "maf", "nice", "realnvp", "glow"] = field(default="realnvp_mlp", metadata={
-        "help": "realnvp_mlp: affine couplings with MLP conditioners; maf: masked autoregressive layers; "
-                "nice: additive couplings and a scaling layer (these three on flattened images); "
-                "realnvp: multi-scale RealNVP with residual-CNN couplings; glow: multi-scale Glow "
-                "(actnorm, invertible 1x1 convolutions, couplings)"})
+    arch: str = field(default="realnvp_mlp", metadata={"help": ChoicesHelp(
+        "flow architecture (models.flows.architecture_registry)", describe_architectures)})
     num_layers: int = field(default=8, metadata={"help": "coupling or autoregressive layers (realnvp_mlp, maf, "
                                                          "nice)"})
     hidden: tuple[int, ...] = field(default=(1024, 1024), metadata={
@@ -93,6 +91,7 @@ class FlowConfig:
         "help": "default sampling temperature T (base N(0, T^2 I)) for figures and inference.sample"})
 
     def validate(self) -> None:
+        architecture_spec(self.arch)
         if self.num_layers < 1:
             raise DGMError(f"--num-layers must be at least 1, got {self.num_layers}")
         if not self.hidden or any(h < 1 for h in self.hidden):
@@ -114,7 +113,7 @@ class FlowConfig:
     @property
     def image(self) -> bool:
         """Whether the architecture works on (C, H, W) images rather than flattened vectors."""
-        return self.arch in IMAGE_ARCHITECTURES
+        return architecture_spec(self.arch).event == "image"
 
 
 class FlowDensity(GenerativeModel):
@@ -126,15 +125,15 @@ class FlowDensity(GenerativeModel):
         shape = tuple(spec.shape)
         #: event shape of the base and the flow: (C, H, W) for multi-scale flows, (D,) otherwise
         self.event_shape = shape if config.image else (spec.dim,)
-        layers = IMAGE_ARCHITECTURES[config.arch](config, shape) if config.image else build_architecture(config, shape)
-        self.flow = nn.ModuleList(layers)
-        self.data_transforms = nn.ModuleList(preprocessing(spec.levels, config.logit_alpha if config.logit else None))
+        # p scores data it did not draw: no value caches, so log p(y) is never a value from older weights
+        self.flow = without_value_cache(nn.ModuleList(architecture_spec(config.arch).build(config, shape)))
+        self.data_transforms = without_value_cache(
+            nn.ModuleList(preprocessing(spec.levels, config.logit_alpha if config.logit else None)))
         self.register_buffer("base_loc", torch.zeros(self.event_shape))
         self.register_buffer("base_scale", torch.ones(self.event_shape))
         self.dequantizer = VariationalDequantization(
             shape, shape[0], config.dequant_steps, config.dequant_channels, config.dequant_blocks,
-            log_scale_min=config.log_scale_min, log_scale_max=config.log_scale_max,
-            bound=config.log_scale_bound) if config.dequantization == "variational" else None
+            **config_bounds(config)) if config.dequantization == "variational" else None
 
     def transforms(self) -> list[FlowTransform]:
         """Every transform, base -> data: the flow layers, then Logit and Rescale."""

@@ -11,7 +11,7 @@ Two bounds, both exact parameters of the transform (``log_scale_min``, ``log_sca
 """
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 
@@ -27,6 +27,13 @@ def check_log_scale_bounds(low: float, high: float, bound: str) -> None:
         raise DGMError(f"unknown log-scale bound {bound!r}; choose one of {', '.join(BOUNDS)}")
     if not low < 0.0 < high:
         raise DGMError(f"log-scale bounds must satisfy min < 0 < max, got min {low} and max {high}")
+
+
+def config_bounds(config: Any) -> dict[str, Any]:
+    """The keyword arguments of an affine layer's bounds from a config's ``log_scale_min``, ``log_scale_max``
+    and ``log_scale_bound`` (the flow density's options)."""
+    return {"log_scale_min": config.log_scale_min, "log_scale_max": config.log_scale_max,
+            "bound": config.log_scale_bound}
 
 
 def bound_log_scale(raw: torch.Tensor, low: float, high: float, bound: str) -> torch.Tensor:

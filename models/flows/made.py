@@ -61,6 +61,12 @@ def made_masks(order: torch.Tensor, hidden: tuple[int, ...], num_params: int,
     return masks
 
 
+def min_hidden_units(features: int, has_context: bool) -> int:
+    """The fewest units a hidden layer needs so that every degree is represented: D with a context
+    (degrees 0..D-1), D - 1 without (degrees 1..D-1)."""
+    return features if has_context else features - 1
+
+
 class MADE(nn.Module):
     """Autoregressive network x (..., D) [, context (..., C)] -> ``num_params`` tensors (..., D)."""
 
@@ -71,7 +77,7 @@ class MADE(nn.Module):
             raise DGMError("MADE needs at least 2 features (one feature has nothing to condition on)")
         if not hidden:
             raise DGMError("MADE needs at least one hidden layer")
-        needed = features if context_features else features - 1
+        needed = min_hidden_units(features, context_features > 0)
         if min(hidden) < needed:
             raise DGMError(f"MADE hidden layers need at least {needed} units for {features} features "
                            f"(every degree must be represented), got {tuple(hidden)}")

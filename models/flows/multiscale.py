@@ -23,21 +23,18 @@ Conditioners: residual CNNs with ``channels`` hidden channels and ``blocks`` res
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any
 
 from core.errors import DGMError
+from models.flows.architecture_registry import register_architecture
 from models.flows.base import FlowTransform
+from models.flows.log_scale import config_bounds
 from models.flows.conv_coupling import conv_affine_coupling
 from models.flows.factor_out import FactorOut
 from models.flows.glow import GlowStep
 from models.flows.squeeze import Squeeze, Unsqueeze
 
 Shape = tuple[int, int, int]
-
-
-def _bounds(config: Any) -> dict[str, Any]:
-    return {"log_scale_min": config.log_scale_min, "log_scale_max": config.log_scale_max,
-            "bound": config.log_scale_bound}
 
 
 def _check_grid(arch: str, shape: Shape, levels: int, squeezes: int) -> None:
@@ -54,7 +51,7 @@ def _check_grid(arch: str, shape: Shape, levels: int, squeezes: int) -> None:
 
 
 def _couplings(shape: Shape, mask: str, count: int, config: Any) -> list[FlowTransform]:
-    return [conv_affine_coupling(shape, mask, i % 2, config.channels, config.blocks, **_bounds(config))
+    return [conv_affine_coupling(shape, mask, i % 2, config.channels, config.blocks, **config_bounds(config))
             for i in range(count)]
 
 
@@ -77,11 +74,11 @@ def realnvp(config: Any, shape: Shape) -> list[FlowTransform]:
 def _glow_level(shape: Shape, levels_left: int, config: Any) -> list[FlowTransform]:
     c, h, w = shape
     squeezed = (4 * c, h // 2, w // 2)
-    steps = [GlowStep(squeezed, config.channels, config.blocks, **_bounds(config)) for _ in range(config.steps)]
+    steps = [GlowStep(squeezed, config.channels, config.blocks, **config_bounds(config)) for _ in range(config.steps)]
     if levels_left == 1:
         return [Squeeze(), *steps, Unsqueeze()]
     inner = _glow_level((2 * c, h // 2, w // 2), levels_left - 1, config)
-    split_prior = conv_affine_coupling(squeezed, "channel", 0, config.channels, config.blocks, **_bounds(config))
+    split_prior = conv_affine_coupling(squeezed, "channel", 0, config.channels, config.blocks, **config_bounds(config))
     return [Squeeze(), FactorOut(inner, 2 * c, squeezed), split_prior, *steps, Unsqueeze()]
 
 
@@ -91,5 +88,8 @@ def glow(config: Any, shape: Shape) -> list[FlowTransform]:
     return _glow_level(tuple(shape), config.levels, config)
 
 
-IMAGE_ARCHITECTURES: dict[str, Callable[[Any, Shape], list[FlowTransform]]] = {"realnvp": realnvp, "glow": glow}
+register_architecture("realnvp", realnvp, event="image",
+                      description="multi-scale RealNVP with residual-CNN couplings")
+register_architecture("glow", glow, event="image",
+                      description="multi-scale Glow (actnorm, invertible 1x1 convolutions, couplings)")
 

@@ -13,6 +13,12 @@ from models.flows.base import FlowTransform, zeros_ladj
 from models.flows.registry import register_transform
 
 
+def alternating_order(dim: int, k: int) -> torch.Tensor:
+    """The natural order 0..D-1 for even k, its reversal D-1..0 for odd k: layer k of a stack whose
+    consecutive layers (MADE orders, triangular Sylvester Q) condition in opposite directions."""
+    return torch.arange(dim - 1, -1, -1) if k % 2 else torch.arange(dim)
+
+
 class Permute(FlowTransform):
     """y_i = x_{pi(i)} for a fixed permutation pi of 0..D-1 (volume preserving)."""
 
@@ -29,7 +35,7 @@ class Permute(FlowTransform):
     @classmethod
     def reverse(cls, dim: int) -> "Permute":
         """pi = (D-1, ..., 1, 0)."""
-        return cls(torch.arange(dim - 1, -1, -1))
+        return cls(alternating_order(dim, 1))
 
     @classmethod
     def random(cls, dim: int, seed: int = 0) -> "Permute":

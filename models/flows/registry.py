@@ -23,7 +23,7 @@ from typing import Callable, Literal
 import torch
 from torch import nn
 
-from core.errors import DGMError
+from models.flows.choices import unknown_choice
 
 Event = Literal["vector", "image"]
 ExampleFactory = Callable[[tuple[int, ...], int, torch.Generator], nn.Module]
@@ -60,7 +60,7 @@ def register_transform(name: str, cls: type, example: ExampleFactory, *, closed_
 def transform_spec(name: str) -> TransformSpec:
     """The registered transform called ``name`` (a one-line error naming the choices otherwise)."""
     if name not in TRANSFORMS:
-        raise DGMError(f"unknown flow transform {name!r}; choose one of {', '.join(sorted(TRANSFORMS))}")
+        raise unknown_choice("flow transform", name, sorted(TRANSFORMS))
     return TRANSFORMS[name]
 
 

@@ -8,6 +8,13 @@ Flow++ (Ho et al. 2019) ends its dequantizer q(u | x) with a sigmoid; the factor
 1e-6, an exact part of the map and of its Jacobian) keeps a saturated float32 sigmoid from
 returning u = 1, where the uniform prior of the dequantization noise (support [0, 1)) is zero.
 Elementwise on images (event shape (C, H, W)).
+
+The map's image is the open interval (0, 1 - eps): a value u outside it (u <= 0, or u >= 1 - eps)
+has density 0 under any distribution pushed through this transform. ``_inverse`` gives such an
+image the placeholder v = 0 and log |det du/dv| = +inf, so a density read through the inverse is
+exactly 0 there (log -inf), with no NaN from logit(0) or logit(>= 1) reaching the layers below.
+Samples of the map itself (a saturated float32 sigmoid can return exactly 1 - eps) are scored from
+the cache of the pass that drew them, never through this test.
 """
 from __future__ import annotations
 
@@ -46,8 +53,11 @@ class Sigmoid(ImageFlowTransform):
     def _inverse(self, y: torch.Tensor) -> torch.Tensor:
         self.check_image(y)
         s = y / (1.0 - self.eps)
+        outside = (s <= 0) | (s >= 1)                          # not an image of the map (module docstring)
+        s = torch.where(outside, torch.full_like(s, 0.5), s)    # placeholder v = logit(1/2) = 0
         x = torch.log(s) - torch.log1p(-s)
-        self._remember(x, y, self._ladj(x))
+        ladj = torch.where(outside.flatten(-3).any(-1), torch.full_like(x[..., 0, 0, 0], math.inf), self._ladj(x))
+        self._remember(x, y, ladj)
         return x
 
     def _log_abs_det_jacobian(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

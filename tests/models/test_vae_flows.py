@@ -4,7 +4,6 @@ the Burda preset, and one-line errors for bad options."""
 from __future__ import annotations
 
 import math
-from typing import get_args
 
 import pyro.poutine as poutine
 import pytest
@@ -15,20 +14,18 @@ from data.specs import DATASETS
 from inference.objectives.elbo import AnalyticKLTrace_ELBO
 from inference.objectives.importance import log_weights
 from inference.objectives.iwae import IWAE_ELBO
-from models.flows.amortized_householder import _HouseholderMap
-from models.flows.amortized_planar import _PlanarMap
-from models.flows.amortized_sylvester import _SylvesterMap
-from models.flows.autoregressive import AffineAutoregressive
-from models.flows.coupling import AffineCoupling
 from models.flows.registry import randomize_, transform_spec
-from models.vae import PRESETS, VAE, PosteriorFlow, PriorFlow, VAEConfig
-from models.vae_flows import POSTERIOR_FLOWS, PRIOR_FLOW_TRANSFORMS, PRIOR_FLOWS
+from models.flows.vae_families import FAMILIES
+from models.vae import PRESETS, VAE, VAEConfig
+from tests.models.vae_flow_checks import (POSTERIOR_CHECKS, check_log_p_is_never_stale,
+                                          check_log_p_is_the_change_of_variables)
 from inference.objectives.registry import objective_for
 from inference.training.optimizers import parameter_groups
 
 SPEC = DATASETS["binarized_digits"]
 LATENT = 3
-FLOWS = [name for name in POSTERIOR_FLOWS if name != "none"]
+FLOWS = sorted(FAMILIES["posterior"])
+PRIORS = sorted(FAMILIES["prior"])
 #: flows whose zero parameters are the identity map (a planar layer's u_hat constraint and a reflection never are)
 IDENTITY_AT_ZERO = ["iaf", "realnvp", "sylvester_orthogonal", "sylvester_householder", "sylvester_triangular"]
 
@@ -56,55 +53,12 @@ def batch(n: int = 4, seed: int = 1) -> torch.Tensor:
                            generator=torch.Generator().manual_seed(seed))
 
 
-def test_the_option_lists_match_the_config_types() -> None:
-    assert POSTERIOR_FLOWS == get_args(PosteriorFlow) and PRIOR_FLOWS == get_args(PriorFlow)
-
-
+@pytest.mark.parametrize("check", POSTERIOR_CHECKS, ids=lambda check: check.__name__.removeprefix("check_"))
 @pytest.mark.parametrize("name", FLOWS)
-def test_log_q_is_the_change_of_variables_of_the_drawn_sample(name: str, monkeypatch) -> None:
-    """log q(z|x) from the sampling pass = log N(z_0; mu, sigma) - log|det dz/dz_0| by autograd, without inverses."""
-    vae, x = flow_vae(name), batch()
-    h = vae.encoder_outputs(x)
-    q = vae.posterior(h)
-    torch.manual_seed(3)
-    z = q.rsample()
-    for cls in (_PlanarMap, _SylvesterMap, _HouseholderMap, AffineAutoregressive, AffineCoupling):
-        monkeypatch.setattr(cls, "_inverse", lambda self, y: pytest.fail("an inverse was computed"))
-    log_q = q.log_prob(z)
-    monkeypatch.undo()
-
-    loc, scale, context = vae.split_outputs(h)
-    torch.manual_seed(3)  # the same base draw, by hand
-    z0 = (loc + scale * torch.randn_like(loc)).detach()
-    maps = [layer.condition(context) for layer in vae.posterior_flow]
-
-    def flow(v: torch.Tensor, i: int) -> torch.Tensor:  # z_0 -> z_L of example i with the plain _call methods
-        out = v
-        for t in maps:
-            out = t._call(out.expand(x.shape[0], LATENT))[i]
-        return out
-
-    for i in range(x.shape[0]):
-        zi = flow(z0[i], i)
-        torch.testing.assert_close(zi, z[i].detach(), rtol=1e-10, atol=1e-10)
-        jac = torch.autograd.functional.jacobian(lambda v: flow(v, i), z0[i])
-        base = torch.distributions.Normal(loc[i], scale[i]).log_prob(z0[i]).sum()
-        expected = base - torch.linalg.slogdet(jac)[1]
-        torch.testing.assert_close(log_q[i].detach(), expected.detach(), rtol=1e-9, atol=1e-9)
-
-
-@pytest.mark.parametrize("name", FLOWS)
-def test_the_guide_trace_scores_z_with_the_flow_density(name: str) -> None:
-    """The log q(z|x) in Pyro's trace (what the ELBO, IWAE and estimators read) is the flow's, not the Gaussian's."""
-    vae, x = flow_vae(name), batch()
-    trace = poutine.trace(vae.guide).get_trace(x)
-    trace.compute_log_prob()
-    site = trace.nodes["z"]
-    loc, scale, _ = vae.split_outputs(vae.encoder_outputs(x))
-    flow_density = site["fn"].log_prob(site["value"])
-    torch.testing.assert_close(site["log_prob"], flow_density)
-    gaussian = torch.distributions.Normal(loc, scale).log_prob(site["value"]).sum(-1)
-    assert not torch.allclose(site["log_prob"], gaussian)  # the flow changed the density
+def test_every_posterior_family_passes_the_generic_checks(name: str, check) -> None:
+    """log q(z|x) is the change of variables of the drawn sample (no inverse), the guide's trace scores z with
+    it, and gradients reach the encoder's context through the flow (``vae_flow_checks``)."""
+    check(flow_vae(name), batch())
 
 
 @pytest.mark.parametrize("name", FLOWS)
@@ -154,51 +108,36 @@ def test_a_zeroed_flow_reproduces_the_plain_vaes_log_weights_and_elbo(name: str)
     assert kl_mc == pytest.approx(kl_exact, abs=0.1 * math.sqrt(x.shape[0] * LATENT))
 
 
-@pytest.mark.parametrize("name", FLOWS)
-def test_gradients_reach_the_encoder_through_the_flow_parameters(name: str) -> None:
-    """The encoder's context outputs act on the loss only through the flow's parameters: they must get gradients."""
-    vae, x = flow_vae(name), batch()
-    torch.manual_seed(2)
-    AnalyticKLTrace_ELBO().differentiable_loss(vae.model, vae.guide, x).backward()
-    for pname, p in vae.posterior_flow.named_parameters():
-        assert p.grad is not None and torch.isfinite(p.grad).all(), pname
-    last = vae.encoder.net[-1]
-    context_rows = last.weight.grad[2 * LATENT:]
-    assert context_rows.shape[0] == vae.context_dim == 4
-    assert torch.isfinite(context_rows).all() and context_rows.abs().sum() > 0
-    assert last.bias.grad[2 * LATENT:].abs().sum() > 0
-
-
-@pytest.mark.parametrize("prior", ["realnvp", "maf"])
+@pytest.mark.parametrize("prior", PRIORS)
 def test_a_flow_prior_scores_z_by_the_change_of_variables(prior: str) -> None:
     vae = flow_vae("none", prior=prior)
-    z = torch.randn(5, LATENT, dtype=torch.float64)
-    log_p = vae.prior(z).log_prob(z)
-
-    def inverse(v: torch.Tensor) -> torch.Tensor:  # data -> base through the plain _inverse methods
-        for layer in reversed(vae.prior_flow):
-            v = layer._inverse(v)
-        return v
-
-    for i in range(5):
-        eps = inverse(z[i])
-        jac = torch.autograd.functional.jacobian(inverse, z[i])
-        expected = torch.distributions.Normal(0.0, 1.0).log_prob(eps).sum() + torch.linalg.slogdet(jac)[1]
-        torch.testing.assert_close(log_p[i], expected, rtol=1e-9, atol=1e-9)
-    # sampling goes base -> z through the same flow
-    torch.manual_seed(4)
-    samples = vae.sample(3)
-    assert samples.shape == (3, *SPEC.shape)
+    check_log_p_is_the_change_of_variables(vae)
+    torch.manual_seed(4)  # sampling goes base -> z through the same flow
+    assert vae.sample(3).shape == (3, *SPEC.shape)
 
 
 def test_every_prior_family_stacks_registered_transforms_with_closed_form_inverses() -> None:
-    assert set(PRIOR_FLOW_TRANSFORMS) == set(PRIOR_FLOWS) - {"none"}
-    for prior, transform in PRIOR_FLOW_TRANSFORMS.items():
-        spec = transform_spec(transform)
+    for prior, family in FAMILIES["prior"].items():
+        spec = transform_spec(family.transform)
         assert spec.closed_form_inverse and not spec.conditional and spec.event == "vector"
         config = small_config(prior_flow=prior)
         layers = VAE(config, SPEC).prior_flow
         assert len(layers) == config.prior_flow_length and all(type(layer) is spec.cls for layer in layers), prior
+
+
+def test_every_posterior_family_stacks_registered_conditional_transforms() -> None:
+    for name, family in FAMILIES["posterior"].items():
+        spec = transform_spec(family.transform)
+        assert spec.conditional and spec.event == "vector"
+        layers = VAE(small_config(posterior_flow=name), SPEC).posterior_flow
+        assert layers and all(type(layer) is spec.cls for layer in layers), name
+
+
+@pytest.mark.parametrize("kept", [False, True], ids=["new prior", "kept prior"])
+@pytest.mark.parametrize("prior", PRIORS)
+def test_log_p_of_the_same_z_after_a_weight_update_is_the_new_weights_value(prior: str, kept: bool) -> None:
+    """Issue #16 item 6: the flow prior keeps no value cache (``vae_flow_checks.check_log_p_is_never_stale``)."""
+    check_log_p_is_never_stale(flow_vae("none", prior=prior), kept)
 
 
 def fresh_pair(prior: str) -> tuple[VAE, VAE]:
@@ -213,7 +152,7 @@ def fresh_pair(prior: str) -> tuple[VAE, VAE]:
     return plain, flowed
 
 
-@pytest.mark.parametrize("prior", sorted(PRIOR_FLOW_TRANSFORMS))
+@pytest.mark.parametrize("prior", PRIORS)
 def test_a_fresh_flow_prior_reproduces_the_plain_vaes_elbo_exactly(prior: str) -> None:
     """A new flow prior is the identity: log p(z) = log N(z; 0, I), and with the same weights and noise the
     log-weights and the ELBO (Monte-Carlo KL with the flow, of the same sample) equal the plain VAE's."""
@@ -246,7 +185,7 @@ def test_a_fresh_flow_prior_reproduces_the_plain_vaes_elbo_exactly(prior: str) -
                                                        abs=0.1 * math.sqrt(x.shape[0] * LATENT))
 
 
-@pytest.mark.parametrize("prior", sorted(PRIOR_FLOW_TRANSFORMS))
+@pytest.mark.parametrize("prior", PRIORS)
 def test_the_prior_flow_learns_at_a_hundredth_of_the_learning_rate(prior: str) -> None:
     """At the full rate the prior collapses the posterior (issue #20): by default its group gets lr / 100."""
     vae = VAE(small_config(prior_flow=prior), SPEC)
@@ -350,9 +289,10 @@ def test_bad_options_give_one_line_errors(options: dict, message: str) -> None:
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["--posterior-flow", "bogus"], "invalid choice: 'bogus'"),
+    (["--posterior-flow", "bogus"], "unknown --posterior-flow 'bogus'; choose one of none, householder, iaf, "
+                                    "planar, realnvp, sylvester_householder, sylvester_orthogonal"),
     (["--posterior-flow", "planar", "--flow-length", "-1"], "--flow-length must be a non-negative integer, got -1"),
-    (["--prior-flow", "nope"], "invalid choice: 'nope'"),
+    (["--prior-flow", "nope"], "unknown --prior-flow 'nope'; choose one of none, maf, realnvp"),
 ])
 def test_the_command_line_refuses_bad_flow_options_in_one_line(argv, message, capsys, tmp_path) -> None:
     from inference.train import main
@@ -361,3 +301,76 @@ def test_the_command_line_refuses_bad_flow_options_in_one_line(argv, message, ca
     code, _, err = cli(main, ["vae", "--dataset", "binarized_digits", *argv, "--out", tmp_path / "run"], capsys)
     assert code == 2 and message in err and err.strip().count("\n") == 0
     assert not (tmp_path / "run").exists()
+
+
+# ---- family options: --flow-options KEY=VALUE, the Sylvester options, old configs ----------------------
+def _posterior_layer_sizes(config: VAEConfig) -> list[tuple[int, ...]]:
+    return [tuple(p.shape) for p in VAE(config, SPEC).posterior_flow.parameters()]
+
+
+@pytest.mark.parametrize("family, old, new", [
+    ("sylvester_orthogonal", {"sylvester_columns": 2}, ("columns=2",)),
+    ("sylvester_householder", {"sylvester_reflections": 3}, ("reflections=3",)),
+])
+def test_flow_options_set_what_the_sylvester_options_set(family: str, old: dict, new: tuple[str, ...]) -> None:
+    by_old = _posterior_layer_sizes(small_config(posterior_flow=family, **old))
+    unset = {key: VAEConfig.__dataclass_fields__[key].default for key in old}  # the old option left at its default
+    assert by_old == _posterior_layer_sizes(small_config(posterior_flow=family, flow_options=new, **unset))
+    assert by_old != _posterior_layer_sizes(small_config(posterior_flow=family))  # the option changed the layers
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"posterior_flow": "sylvester_orthogonal", "sylvester_columns": 2, "flow_options": ("columns=1",)},
+     "--flow-options columns=1 contradicts --sylvester-columns 2; give one"),
+    ({"posterior_flow": "sylvester_orthogonal", "flow_options": ("columns=9",)},
+     "--flow-options columns must lie in 1..3 (the latent dimensions), got 9"),
+    ({"posterior_flow": "sylvester_householder", "flow_options": ("reflections=two",)},
+     "--flow-options reflections takes an integer, got 'two'"),
+    ({"posterior_flow": "sylvester_householder", "sylvester_reflections": 0},
+     "--sylvester-reflections must be at least 1"),
+    ({"posterior_flow": "planar", "flow_options": ("columns=2",)},
+     "--flow-options: the posterior flow planar has no option 'columns' (its options: none)"),
+    ({"posterior_flow": "sylvester_orthogonal", "flow_options": ("columns",)}, "--flow-options takes KEY=VALUE pairs"),
+    ({"posterior_flow": "sylvester_orthogonal", "flow_options": ("columns=1", "columns=2")}, "gives 'columns' twice"),
+    ({"prior_flow": "maf", "prior_flow_options": ("depth=2",)},
+     "--prior-flow-options: the prior flow maf has no option"),
+])
+def test_bad_family_options_give_one_line_errors(options: dict, message: str) -> None:
+    with pytest.raises(DGMError) as info:
+        small_config(**options)
+    assert message in str(info.value) and "\n" not in str(info.value)
+
+
+#: ``model_options`` of a run written before the family registry (no *_flow_options keys), as in its config.json
+OLD_MODEL_OPTIONS = {
+    "preset": "none", "latent_dim": 3, "hidden": [16], "activation": "relu", "arch": "mlp", "likelihood": "auto",
+    "mixture_components": 5, "objective": "elbo", "num_particles": 1, "kl_warmup_epochs": 0.0,
+    "posterior_flow": "sylvester_orthogonal", "flow_length": 2, "flow_context": 4, "flow_hidden": [8],
+    "prior_flow": "maf", "prior_flow_length": 2, "prior_flow_lr_scale": 0.01, "sylvester_columns": 2,
+    "sylvester_reflections": 8,
+}
+
+
+def test_an_old_config_json_loads_and_builds_the_same_model() -> None:
+    """Old run directories keep loading: the same options, the same parameter layout (state_dict keys and shapes)."""
+    from core.config import build_config, to_jsonable
+
+    config = build_config(VAEConfig, OLD_MODEL_OPTIONS)
+    assert config.flow_options is None and config.prior_flow_options is None
+    state = VAE(config, SPEC).state_dict()
+    head = state["posterior_flow.0.head.weight"]
+    assert head.shape == (2 * (2 * 3 // 2) + 2 + 3 * 2, 4)  # R, R~ triangles of M = 2, b, and Q's D x M
+    resaved = to_jsonable(config)
+    assert {k: resaved[k] for k in OLD_MODEL_OPTIONS} == OLD_MODEL_OPTIONS
+    VAE(build_config(VAEConfig, resaved), SPEC).load_state_dict(state)
+
+
+def test_the_help_lists_the_registered_families_and_their_options(capsys) -> None:
+    from inference.train import main
+    from tests.conftest import cli
+
+    code, out, _ = cli(main, ["vae", "--help"], capsys)
+    text = " ".join(out.split())
+    assert code == 0
+    assert "choices: " + ", ".join(["none", *FLOWS]) in text and "choices: " + ", ".join(["none", *PRIORS]) in text
+    assert "sylvester_orthogonal: columns" in text and "sylvester_householder: reflections" in text

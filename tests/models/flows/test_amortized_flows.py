@@ -78,7 +78,7 @@ def test_orthogonal_sylvester_q_has_orthonormal_columns_per_example() -> None:
     module = AmortizedSylvester(D, 3, "orthogonal", num_columns=3).double()
     torch.nn.init.normal_(module.head.weight)
     context = torch.randn(4, 3, dtype=torch.float64)
-    q = module.condition(context).q
+    q = module.condition(context).layer_params()[3].q
     assert q.shape == (4, D, 3)
     torch.testing.assert_close(q.transpose(-1, -2) @ q, torch.eye(3, dtype=torch.float64).expand(4, 3, 3))
     assert not torch.allclose(q[0], q[1])  # each example its own Q

@@ -20,6 +20,7 @@ from inference.train import main as train_main
 from inference.training.config import TrainConfig
 from inference.training.svi_trainer import SVITrainer
 from models.flows import Planar
+from models.flows.architecture_registry import ARCHITECTURES
 from models.flows.density import FlowConfig, FlowDensity
 from models.flows.preprocessing import Logit, Rescale
 from models.flows.registry import randomize_
@@ -28,6 +29,8 @@ from inference.objectives.registry import objective_for
 
 DIGITS = DATASETS["digits"]
 SMALL = {"num_layers": 2, "hidden": (64,)}
+#: small enough for every registered architecture, vector or multi-scale
+EVERY_ARCH = {**SMALL, "levels": 2, "steps": 1, "channels": 8, "blocks": 0}
 
 
 def _digits(n: int = 16) -> torch.Tensor:
@@ -176,7 +179,7 @@ def test_scoring_data_with_a_flow_without_inverse_is_refused():
     (["--temperature", "0"], "temperature"),
     (["--num-layers", "0"], "num-layers"),
     (["--log-scale-min", "1"], "log-scale-min"),
-    (["--arch", "pixelflow"], "invalid choice"),
+    (["--arch", "pixelflow"], "unknown --arch 'pixelflow'; choose one of glow, maf, nice, realnvp, realnvp_mlp"),
 ])
 def test_bad_options_are_one_line_errors(options, message, tmp_path: Path, capsys):
     code, _, err = cli(train_main, ["flow", *options, "--epochs", "1", "--out", tmp_path / "run"], capsys)
@@ -204,7 +207,7 @@ def test_training_from_the_command_line(tmp_path: Path, capsys):
     code, _, err = cli(sample_main, [out, "-n", "4", "--temperature", "0.7", "--out", tmp_path / "t.png"], capsys)
     assert code == 0 and (tmp_path / "t.png").is_file(), err
     code, _, err = cli(sample_main, [out, "-n", "4", "--temperature", "0", "--out", tmp_path / "t0.png"], capsys)
-    assert code == 2 and "temperature must be positive" in err
+    assert code == 2 and "temperature must be a positive" in err
 
 
 @pytest.mark.filterwarnings("ignore:Encountered NaN")
@@ -250,3 +253,35 @@ def test_a_model_can_be_copied_after_a_training_step():
     twin = copy.deepcopy(model)
     y = _digits() + 0.5
     torch.testing.assert_close(twin.log_density(y), model.log_density(y))
+
+
+# ---- no stale densities: scoring the same tensor again after a weight update (issue #16 item 6) ---
+def _perturb(model: FlowDensity) -> None:
+    with torch.no_grad():
+        for p in model.flow.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+
+
+def _score_across_an_update(model: FlowDensity, path: str, y: torch.Tensor):
+    """(before, after, reference): ``path`` scores the same tensor object before and after a weight update;
+    the reference scores a copy of it (a new object, which no cache can answer) after the update."""
+    v = model.to_event(y)
+    kept = model.distribution()
+    samples = kept.sample((3,))
+    score = {"distribution": lambda t: model.distribution().log_prob(t), "kept distribution": kept.log_prob,
+             "log_density": model.log_density, "own samples": kept.log_prob, "encode": model.encode}[path]
+    value = {"distribution": v, "kept distribution": v, "log_density": y, "own samples": samples, "encode": y}[path]
+    before = score(value).detach()
+    _perturb(model)
+    return before, score(value), score(value.clone())
+
+
+@pytest.mark.parametrize("path", ["distribution", "kept distribution", "log_density", "own samples", "encode"])
+@pytest.mark.parametrize("arch", sorted(ARCHITECTURES))
+def test_every_density_path_scores_the_same_tensor_afresh_after_a_weight_update(arch, path):
+    """The flow's transforms keep no value cache: whatever path scores a tensor again after a step, it gets the
+    new weights' value, exactly what a new tensor object gets."""
+    model = _model(arch, **EVERY_ARCH)
+    before, after, reference = _score_across_an_update(model, path, _digits(4) + 0.5)
+    torch.testing.assert_close(after, reference, rtol=0, atol=0)
+    assert not torch.allclose(after, before)                     # the update changed the value

@@ -16,7 +16,7 @@ from models.flows.conv1x1 import InvertibleConv1x1
 from models.flows.conv_coupling import conv_affine_coupling
 from models.flows.factor_out import FactorOut
 from models.flows.glow import GlowStep
-from models.flows.multiscale import IMAGE_ARCHITECTURES
+from models.flows.architecture_registry import ARCHITECTURES
 from models.flows.registry import randomize_
 from models.flows.squeeze import Squeeze, Unsqueeze
 from tests.models.flows.flow_testing import float64_default  # noqa: F401  (fixture)
@@ -159,7 +159,7 @@ def test_factor_out_is_the_identity_on_the_factored_channels():
 def test_multiscale_flows_are_bijections_of_the_image_shape_with_exact_log_dets(arch, levels, squeezes, size):
     """Whole RealNVP / Glow flows on a (1, size, size) image: shape kept, inverse, log-det against autograd."""
     gen = torch.Generator().manual_seed(1)
-    layers = IMAGE_ARCHITECTURES[arch](_config(levels=levels), (1, size, size))
+    layers = ARCHITECTURES[arch].build(_config(levels=levels), (1, size, size))
     flow = Chain(layers).double()
     for m in flow.modules():
         if isinstance(m, ActNorm):
@@ -182,4 +182,4 @@ def test_multiscale_flows_are_bijections_of_the_image_shape_with_exact_log_dets(
                                                    ("glow", 0, "at least 1")])
 def test_multiscale_refuses_grids_it_cannot_squeeze(arch, levels, message):
     with pytest.raises(DGMError, match=message):
-        IMAGE_ARCHITECTURES[arch](_config(levels=levels), (1, 4, 4) if arch == "realnvp" else (1, 28, 28))
+        ARCHITECTURES[arch].build(_config(levels=levels), (1, 4, 4) if arch == "realnvp" else (1, 28, 28))
