@@ -23,14 +23,16 @@ import torch
 from core.errors import DGMError
 from evaluation import ESTIMATORS
 from evaluation.ais import AISOptions
-from evaluation.bdmc import bidirectional_monte_carlo, simulate
+from evaluation.bdmc import Simulation, bidirectional_monte_carlo, simulate
+from evaluation.diagnostics import standard_error
 
 EXACT, MC, BOUND = "exact", "mc", "bound"
 #: samples per example of each estimator (AIS: chains)
-SAMPLES = {"naive_monte_carlo": 20000, "elbo": 200, "importance_sampled": 4000, "exact": 1, "ais": 16}
-AIS = {"num_steps": 60, "leapfrog_steps": 4}
-#: largest per-example error accepted as Monte-Carlo error (nats; 1-D latents, thousands of samples)
+SAMPLES = {"naive_monte_carlo": 20000, "elbo": 200, "importance_sampled": 4000, "exact": 1, "ais": 32}
+AIS = {"num_steps": 200, "leapfrog_steps": 5}
+#: mean over units of |estimate - closed form| accepted as Monte-Carlo error (nats), as tests/evaluation/test_ais.py
 MC_TOLERANCE = 0.1
+Z = 4.0
 S = 0.5  # observation noise
 N, D = 6, 3
 MUS = torch.tensor([-1.0, 1.5], dtype=torch.float64)
@@ -50,6 +52,8 @@ class UserProgram:
     joint: bool | str = False
     #: samples of some estimators other than SAMPLES (AIS holding a discrete latent needs more chains)
     samples: dict[str, int] = field(default_factory=dict)
+    #: log p(x_sim | held sites) of BDMC's simulation, for programs with latents AIS holds fixed
+    held_truth: Callable[[Simulation], torch.Tensor] | None = None
 
 
 def _data(*shape: int, seed: int = 0) -> torch.Tensor:
@@ -287,7 +291,9 @@ PROGRAMS = [
     UserProgram("enumerated_and_continuous_latents", enumerated_continuous_model, continuous_guide, 2 * _data(N),
                 lambda x: _mixture_truth(x, 1 + S**2),
                 {"naive_monte_carlo": MC, "elbo": BOUND, "importance_sampled": MC, "exact": SAMPLED, "ais": MC,
-                 "bdmc": MC}, samples={"ais": 256}),
+                 "bdmc": MC}, samples={"ais": 256, "importance_sampled": 20000},
+                held_truth=lambda sim: torch.distributions.Normal(MUS[sim.held["c"]], math.sqrt(1 + S**2)).log_prob(
+                    sim.observed["x"])),
     UserProgram("enumerated_inside_a_nested_plate", enumerated_in_pixels_model, empty_guide, 2 * _data(N, D),
                 lambda x: _mixture_truth(x).sum(-1),
                 {**{name: "enumerated site 'c' is inside pyro.plate('pixels')" for name in
@@ -326,7 +332,7 @@ def _check(expect: str, estimate: Callable[[], torch.Tensor], truth: torch.Tenso
         if expect == EXACT:
             assert error.abs().max() < 1e-6, error
         elif expect == MC:
-            assert error.abs().max() < MC_TOLERANCE, error
+            assert error.abs().mean() < MC_TOLERANCE, error
         else:
             assert (error < MC_TOLERANCE).all() and error.mean() < 0, error
         return
@@ -358,12 +364,10 @@ def test_estimator_on_user_program(name: str, estimator: str):
 
 @pytest.mark.parametrize("name", IDS)
 def test_bdmc_on_user_program(name: str):
-    """BDMC sandwiches the closed form of the data it simulates: lower <= log p(x_sim) <= upper within MC
-    error (both bounds within MC_TOLERANCE of it with these settings), or refuses."""
+    """BDMC sandwiches the closed form of the data it simulates (lower <= log p(x_sim) <= upper within noise,
+    given the held sites where AIS holds some), with a gap under half a nat at these settings; or refuses."""
     program = BY_NAME[name]
     torch.manual_seed(0)
-    if program.joint:  # BDMC is per example: the joint programs must be refused like the per-example one
-        program = UserProgram(program.name, program.model, program.guide, program.x, program.truth, program.expect)
     expect = program.expect["bdmc"]
     if expect not in (MC, EXACT, BOUND):
         with pytest.raises(DGMError) as info:
@@ -371,9 +375,11 @@ def test_bdmc_on_user_program(name: str):
         assert expect in str(info.value) and "\n" not in str(info.value), str(info.value)
         return
     sim = simulate(program.model, program.x)
-    result = bidirectional_monte_carlo(program.model, program.x, 8, AISOptions(**AIS), simulation=sim)
-    truth = program.truth(sim.observed["x"])
-    assert (result.lower - truth).abs().max() < MC_TOLERANCE and (result.upper - truth).abs().max() < MC_TOLERANCE
+    result = bidirectional_monte_carlo(program.model, program.x, 16, AISOptions(**AIS), simulation=sim)
+    truth = program.held_truth(sim) if program.held_truth else program.truth(sim.observed["x"])
+    below, above = truth - result.lower, result.upper - truth
+    assert float(below.mean()) > -Z * standard_error(below) and float(above.mean()) > -Z * standard_error(above)
+    assert float(result.gap.mean()) < 0.5, result.gap
 
 
 def test_a_global_latent_is_refused_per_example_by_every_estimator_in_the_same_words():
