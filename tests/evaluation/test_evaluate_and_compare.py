@@ -75,6 +75,16 @@ def test_examples_csv_and_per_example_properties(runs):
     assert khat.notna().all() and ((ess >= 1 - 1e-9) & (ess <= 100 + 1e-9)).all()
 
 
+@pytest.mark.parametrize("k", [10, 100])
+def test_is_beats_the_elbo_of_the_same_pass_by_several_standard_errors(runs, k):
+    """The written files, not just the estimators: IS - ELBO per example at K >= 10 is > 0 by Z = 4 standard
+    errors (an ELBO reported as a log-mean-exp, or IS as a mean, makes it 0 or negative)."""
+    frame = pd.DataFrame(_rows(runs["vae"])).astype({"example_id": int, "K": int, "log_likelihood": float})
+    wide = frame[frame.K == k].pivot_table(index="example_id", columns="estimator", values="log_likelihood")
+    gap = wide["importance_sampled"] - wide["elbo"]
+    assert gap.mean() > 4 * gap.std(ddof=1) / math.sqrt(len(gap)), gap.describe()
+
+
 def test_evaluations_merge_and_restart_on_other_examples(runs, tmp_path, capsys):
     run = tmp_path / "vae"
     shutil.copytree(runs["vae"], run)
