@@ -12,7 +12,8 @@ In the joint modes (one estimate per group, or of the whole data set) the data g
 
 Speed: the guide's distributions are built once per chunk and sampled for every sub-pass
 (``inference.objectives.guide_cache``) where that gives the plain trace's values bit for bit; each chunk's
-first sub-pass is traced in full and checked against the shared rules (``trace_checks``).
+first sub-pass is traced in full and checked, against the shared rules (``trace_checks``) and with Pyro's
+validation of distribution arguments and values; the chunk's other sub-passes skip both checks.
 """
 from __future__ import annotations
 
@@ -21,13 +22,15 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
 import numpy as np
+import pyro
 import torch
+from pyro.infer.util import is_validation_enabled
 
 from core.errors import DGMError
 from evaluation.diagnostics import effective_sample_size, pareto_khat
 from evaluation.program import Program
 from inference.objectives.guide_cache import GuideCache
-from inference.objectives.importance import Proposal, log_weights, particle_dim, trace_guide
+from inference.objectives.importance import Proposal, marks_enumeration, particle_dim, trace_guide, weighed_pass
 
 #: elements of one observation-sized tensor per pass (K_pass * n * D): bounds peak memory; 2^20 (4 MiB of
 #: float32) was the fastest on CPU of 2^20, 2^22, 2^24 (cache), see benchmarks/eval_throughput.py.
@@ -97,6 +100,7 @@ def _chunk_log_weights(program: Program, xc: torch.Tensor, num_samples: int, pro
     guides = GuideCache(program.guide, xc, dim) if proposal == "guide" and len(passes) > 1 and cache.valid is not False \
         else None
     lw = None
+    enumerate_sites = True
     for i, k in enumerate(passes):
         size = k.stop - k.start
         guide_trace = None
@@ -106,8 +110,14 @@ def _chunk_log_weights(program: Program, xc: torch.Tensor, num_samples: int, pro
                 cache.valid = guides.matches(guide_trace)
             elif cache.valid:
                 guide_trace = guides.draw(size)
-        part = log_weights(program.model, program.guide, xc, size, proposal=proposal, max_plate_nesting=nesting,
-                           unit=program.unit, guide_trace=guide_trace, validate=i == 0)
+        # the first pass checks the traces (our rules and Pyro's argument and support validation); the others,
+        # the same program on other samples, skip both (the same numbers, without a host sync per check)
+        with pyro.validation_enabled(i == 0 and is_validation_enabled()):
+            part, model_trace = weighed_pass(program.model, program.guide, xc, size, proposal=proposal,
+                                             max_plate_nesting=nesting, unit=program.unit, guide_trace=guide_trace,
+                                             validate=i == 0, enumerate=enumerate_sites)
+        if i == 0:  # the enumeration handler costs ~0.3 ms of Python per pass: kept only where sites ask for it
+            enumerate_sites = marks_enumeration(model_trace)
         if lw is None:
             # one preallocated (U, K) buffer: small tensors kept alive between the passes' large temporaries
             # fragment the heap (RSS grew by gigabytes at K = 5000 when the passes' results were concatenated)
@@ -130,6 +140,8 @@ def program_log_weight_chunks(program: Program, x: torch.Tensor, num_samples: in
     model); a single -inf weight is legitimate (p(x | z) = 0 for that z)."""
     check_num_samples(num_samples)
     program.check_data(x)
+    if proposal == "guide" and program.guide is None:
+        raise DGMError("this estimator samples the guide: pass a guide (naive_monte_carlo, exact and ais need none)")
     n_total = x.shape[0]
     if program.unit.per_example:
         n_chunk = chunk_size or examples_per_chunk(n_total, x[0].numel(), num_samples)

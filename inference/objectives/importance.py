@@ -100,13 +100,23 @@ def trace_guide(guide: Callable, x: torch.Tensor, num_samples: int, dim: int) ->
     return poutine.trace(vectorized(guide, num_samples, dim)).get_trace(x)
 
 
-def trace_model(model: Callable, x: torch.Tensor, num_samples: int, dim: int, guide_trace: Any = None) -> Any:
+def trace_model(model: Callable, x: torch.Tensor, num_samples: int, dim: int, guide_trace: Any = None,
+                enumerate: bool = True) -> Any:
     """The model's trace with ``num_samples`` particles at ``dim``, replaying ``guide_trace`` when given, its
-    model-only sites marked for parallel enumeration enumerated left of the particles."""
+    model-only sites marked for parallel enumeration enumerated left of the particles (``enumerate=False``:
+    no enumeration handler, for a program known to mark none)."""
     fn = vectorized(model, num_samples, dim)
     if guide_trace is not None:
         fn = poutine.replay(fn, trace=guide_trace)
-    return poutine.trace(poutine.enum(fn, first_available_dim=dim - 1)).get_trace(x)
+    if enumerate:
+        fn = poutine.enum(fn, first_available_dim=dim - 1)
+    return poutine.trace(fn).get_trace(x)
+
+
+def marks_enumeration(trace: Any) -> bool:
+    """Whether any site of a model trace asks for parallel enumeration."""
+    return any(site["type"] == "sample" and site["infer"].get("enumerate") == "parallel"
+               for site in trace.nodes.values())
 
 
 def _site_terms(site: dict[str, Any], name: str, dim: int, unit: ExampleUnit) -> torch.Tensor:
@@ -148,32 +158,41 @@ def per_example_log_prob(trace: Any, names: Iterable[str], num_samples: int, num
 
 def log_weights(model: Callable, guide: Callable | None, x: torch.Tensor, num_samples: int, *,
                 proposal: Proposal = "guide", max_plate_nesting: int = 1, unit: ExampleUnit = ExampleUnit(),
-                guide_trace: Any = None, validate: bool = True) -> torch.Tensor:
+                guide_trace: Any = None, validate: bool = True, enumerate: bool = True) -> torch.Tensor:
     """log w of shape (K, U) for the units of ``x`` (see the module docstring): U = N examples by default.
 
     ``guide_trace``: the guide's values for this pass (``guide_cache.GuideCache``), instead of a trace of
-    ``guide``; ``validate``: check the traces against the shared rules (the first pass of a chunk does)."""
+    ``guide``; ``validate``: check the traces against the shared rules (the first pass of a chunk does);
+    ``enumerate=False``: the model marks no site for enumeration (known from an earlier pass)."""
+    return weighed_pass(model, guide, x, num_samples, proposal=proposal, max_plate_nesting=max_plate_nesting,
+                        unit=unit, guide_trace=guide_trace, validate=validate, enumerate=enumerate)[0]
+
+
+def weighed_pass(model: Callable, guide: Callable | None, x: torch.Tensor, num_samples: int, *,
+                 proposal: Proposal = "guide", max_plate_nesting: int = 1, unit: ExampleUnit = ExampleUnit(),
+                 guide_trace: Any = None, validate: bool = True, enumerate: bool = True) -> tuple[torch.Tensor, Any]:
+    """:func:`log_weights` and the pass's model trace."""
     if num_samples < 1:
         raise DGMError(f"the number of samples K must be at least 1, got {num_samples}")
     dim = particle_dim(max_plate_nesting)
     units = x.shape[0] if unit.per_example else (1 if unit.plate is None else None)
     with readable_plate_errors(max_plate_nesting):
         if proposal != "guide":
-            model_trace = trace_model(model, x, num_samples, dim)
+            model_trace = trace_model(model, x, num_samples, dim, enumerate=enumerate)
             if validate:
                 check_model_trace(model_trace, unit)
                 if proposal == "exact":
                     check_no_sampled_latents(model_trace)
             names = [n for n, s in scored_sites(model_trace) if proposal == "exact" or s["is_observed"] or enumerated(s)]
-            return per_example_log_prob(model_trace, names, num_samples, units, dim, unit)
+            return per_example_log_prob(model_trace, names, num_samples, units, dim, unit), model_trace
         if guide_trace is None:
             guide_trace = trace_guide(guide, x, num_samples, dim)
-        model_trace = trace_model(model, x, num_samples, dim, guide_trace)
+        model_trace = trace_model(model, x, num_samples, dim, guide_trace, enumerate=enumerate)
     if validate:
         check_model_trace(model_trace, unit)
         check_guide_trace(guide_trace, model_trace, unit)
     log_p = per_example_log_prob(model_trace, [n for n, _ in scored_sites(model_trace)], num_samples, units, dim, unit)
     latent = [n for n, _ in scored_sites(guide_trace)]
     if not latent:
-        return log_p
-    return log_p - per_example_log_prob(guide_trace, latent, num_samples, log_p.shape[-1], dim, unit)
+        return log_p, model_trace
+    return log_p - per_example_log_prob(guide_trace, latent, num_samples, log_p.shape[-1], dim, unit), model_trace
