@@ -67,6 +67,10 @@ def _exact(request: EstimateRequest) -> Estimate:
     every latent site summed out (refused if any is sampled)."""
     program, x = request.program, request.x
     program.check_data(x)
+    owner = program.owner
+    if program.unit.per_example and isinstance(owner, ExactMarginal) and not owner.has_log_marginal:
+        with torch.no_grad():
+            owner.log_marginal(x[:1])  # its own one-line reason, where it has one (PPCA of images: a box integral)
     marginal = program.exact_marginal()
     if marginal is not None:
         with torch.no_grad():
