@@ -20,8 +20,10 @@ Importance sampling (log (1/K) sum_k p(x, z_k) / q(z_k | x), z_k ~ q(z | x), N i
   samples; its loop runs per image, the encoder on 100 copies of it per batch), under ``torch.no_grad``
   like the others. It returns the mean log-likelihood.
 
-The importance-sampling check replays ours' noise: the z that ours' guide drew are recorded (a Pyro
-messenger inside the guide), and plain and pythae score exactly those z (pythae's ``_sample_gauss`` is
+The importance-sampling check replays ours' noise: the z that ours' guide drew are recorded where the
+model receives them (a Pyro messenger inside the model: the estimator samples the guide's cached
+distributions, so the guide itself runs once per chunk, not once per pass), and plain and pythae score
+exactly those z (pythae's ``_sample_gauss`` is
 replaced on the instance for the check only), so all three must give the same mean log p(x).
 """
 from __future__ import annotations
@@ -174,12 +176,12 @@ def importance_sampling(spec: DatasetSpec, hidden: tuple[int, ...], latent_dim: 
     def ours_value() -> torch.Tensor:
         recorder = SiteRecorder("z")
 
-        def guide(images: torch.Tensor) -> None:
+        def model(images: torch.Tensor) -> None:
             with recorder:
-                vae.guide(images)
+                vae.model(images)
 
         torch.manual_seed(CHECK_SEED)
-        estimates = importance_sampled(vae.model, guide, check_x, num_samples)
+        estimates = importance_sampled(model, vae.guide, check_x, num_samples, max_plate_nesting=vae.max_plate_nesting)
         drawn["z"] = assemble_passes(recorder.values, num_samples)
         return estimates.mean()
 

@@ -4,6 +4,11 @@ Every model has one config dataclass; the command line is generated from its fie
 type, default, ``metadata["help"]``), so options are never written twice. Supported field types:
 ``int``, ``float``, ``str``, ``bool`` (``--flag/--no-flag``), ``Literal[...]`` (choices),
 ``tuple[int, ...]`` (one or more values) and ``Optional`` of any of these.
+
+Options of a component inside a larger command (an estimator's options in ``evaluation.evaluate``) get
+a prefix (:func:`add_prefixed_arguments`): ``--ais-steps`` for the field ``num_steps`` of ``AISOptions``
+under the prefix ``ais`` with ``metadata["option"] = "steps"``; ``metadata["aliases"]`` keeps older
+spellings working, hidden from ``--help``.
 """
 from __future__ import annotations
 
@@ -112,6 +117,40 @@ def _describe(tp: Any) -> str:
     if origin is tuple:
         return f"one or more {_describe(get_args(tp)[0])} values"
     return {int: "an integer", float: "a number", str: "a string", bool: "true or false"}.get(tp, str(tp))
+
+
+def prefixed_option(prefix: str, field: dataclasses.Field) -> str:
+    """``--PREFIX-STEM``: STEM is ``metadata["option"]`` or the field's name (``_`` -> ``-``)."""
+    return option_name(f"{prefix}_{field.metadata.get('option', field.name)}")
+
+
+def _prefixed_dest(prefix: str, name: str) -> str:
+    return f"{prefix}__{name}"
+
+
+def add_prefixed_arguments(parser: argparse.ArgumentParser, cls: type, prefix: str, title: str | None = None) -> None:
+    """One option :func:`prefixed_option` per field of ``cls``, plus its hidden ``metadata["aliases"]``;
+    defaults SUPPRESSed as in :func:`add_dataclass_arguments`. Read back with :func:`prefixed_values`."""
+    hints = typing.get_type_hints(cls)
+    group = parser.add_argument_group(title or f"{prefix} options")
+    for field in dataclasses.fields(cls):
+        if not field.metadata.get("cli", True):
+            continue
+        kwargs = _parser_kwargs(field, hints, {})
+        if "action" not in kwargs:
+            kwargs["metavar"] = field.metadata.get("option", field.name).upper()
+        dest = _prefixed_dest(prefix, field.name)
+        group.add_argument(prefixed_option(prefix, field), dest=dest, **kwargs)
+        aliases = tuple(field.metadata.get("aliases", ()))
+        if aliases:
+            group.add_argument(*aliases, dest=dest, **{**kwargs, "help": argparse.SUPPRESS})
+
+
+def prefixed_values(namespace: argparse.Namespace, cls: type, prefix: str) -> dict[str, Any]:
+    """The fields of ``cls`` set on the command line through :func:`add_prefixed_arguments` (name -> value)."""
+    values = vars(namespace)
+    return {f.name: values[_prefixed_dest(prefix, f.name)] for f in dataclasses.fields(cls)
+            if _prefixed_dest(prefix, f.name) in values}
 
 
 def build_config(cls: type, values: dict[str, Any]) -> Any:

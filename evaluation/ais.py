@@ -43,19 +43,27 @@ sigmoid(delta (2 t / T - 1)) rescaled to [0, 1], delta = 4, denser near both end
 """
 from __future__ import annotations
 
+import argparse
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Callable
 
 import pyro.poutine as poutine
 import torch
-from pyro.poutine.util import site_is_subsample
 from torch.distributions import constraints
 
+from core.config import add_prefixed_arguments, build_config, prefixed_values
 from core.errors import DGMError
-from evaluation.estimators import check_estimates, check_num_samples, log_mean_exp
+from evaluation.estimator_registry import Estimate, EstimateRequest, EstimatorSpec, register_estimator
+from evaluation.program import Program
+from evaluation.sample_passes import check_num_samples, log_mean_exp
+from inference.objectives.trace_checks import ExampleUnit, check_model_trace, example_frame, scored_sites, site_log_prob
+from models.protocols import DATA_PLATE
 
-DATA_PLATE = "data"
+#: the prefix of the AIS options of every command (``--ais-steps``, ...)
+OPTION_PREFIX = "ais"
+#: AIS has no joint mode: the fix it offers for a latent shared by the examples
+AIS_JOINT_FIX = "AIS anneals each example's chains: measure the joint with importance_sampled(..., joint=True)"
 SCHEDULES = ("linear", "sigmoid")
 #: delta of the sigmoid schedule (Grosse, Ghahramani & Adams 2015)
 SIGMOID_DELTA = 4.0
@@ -70,12 +78,19 @@ ELEMENT_BUDGET = 1 << 21
 class AISOptions:
     """Annealing schedule and HMC settings (see the module docstring)."""
 
-    num_steps: int = 1000
-    schedule: str = "sigmoid"
-    leapfrog_steps: int = 10
-    step_size: float = 0.05
-    target_accept: float = 0.65
-    adapt_rate: float = 0.1
+    num_steps: int = field(default=1000, metadata={"option": "steps", "help": "annealing steps T (>= 1)"})
+    schedule: str = field(default="sigmoid", metadata={"aliases": ("--schedule",),
+                                                        "help": f"inverse-temperature schedule: {' or '.join(SCHEDULES)}"})
+    leapfrog_steps: int = field(default=10, metadata={"option": "leapfrog", "aliases": ("--leapfrog",),
+                                                       "help": "leapfrog steps per HMC transition"})
+    step_size: float = field(default=0.05, metadata={"aliases": ("--step-size",),
+                                                      "help": "initial HMC step size, then adapted by the pilot chains"})
+    target_accept: float = field(default=0.65, metadata={"aliases": ("--target-accept",),
+                                                          "help": "acceptance rate the pilot chains adapt towards"})
+    adapt_rate: float = field(default=0.1, metadata={"help": "step-size adaptation rate of the pilots (0: fixed)"})
+    pilot_chains: int = field(default=4, metadata={"aliases": ("--pilot-chains",),
+                                                    "help": "extra chains per example that tune the step sizes and "
+                                                            "are not counted (0: fixed step size)"})
 
     def validate(self) -> "AISOptions":
         """One-line errors for options that make no sense; returns self."""
@@ -94,7 +109,13 @@ class AISOptions:
             raise DGMError(f"the target acceptance rate must lie in (0, 1), got {self.target_accept!r}")
         if not (math.isfinite(self.adapt_rate) and self.adapt_rate >= 0):
             raise DGMError(f"the step-size adaptation rate must be >= 0, got {self.adapt_rate!r}")
+        check_pilot_chains(self.pilot_chains)
         return self
+
+    @property
+    def pilots(self) -> int:
+        """Pilot chains that actually run: none when the step sizes are not adapted."""
+        return self.pilot_chains if self.adapt_rate > 0 else 0
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -150,35 +171,31 @@ class AnnealingTarget:
         self.model = poutine.condition(model, data=observed) if observed else model
         with torch.no_grad():
             trace = poutine.trace(self.model).get_trace(self.x)
+        check_model_trace(trace, ExampleUnit(), joint_fix=AIS_JOINT_FIX)
         self.sites: list[tuple[str, int, bool]] = []  # (name, data-plate dim, observed)
         self.annealed: list[tuple[str, torch.Size]] = []  # (name, per-row shape)
         self.held: dict[str, torch.Tensor] = {}
         start: list[torch.Tensor] = []
-        for name, site in trace.nodes.items():
-            if site["type"] != "sample" or site_is_subsample(site):
-                continue
-            frames = [f for f in site["cond_indep_stack"] if f.name == DATA_PLATE]
-            if not frames:
-                raise DGMError(f"sample site {name!r} is not inside pyro.plate({DATA_PLATE!r}, N): AIS needs every "
-                               "per-example site in the data plate")
-            self.sites.append((name, frames[0].dim, bool(site["is_observed"])))
+        for name, site in scored_sites(trace):
+            self.sites.append((name, example_frame(site, ExampleUnit()).dim, bool(site["is_observed"])))
             if site["is_observed"]:
                 continue
             value = site["value"]
             if value.dim() == 0 or value.shape[0] != self.rows:
-                raise DGMError(f"latent site {name!r} has shape {tuple(value.shape)}: AIS needs the data plate as "
-                               "its leftmost dimension")
+                raise DGMError(f"latent site {name!r} has shape {tuple(value.shape)}: AIS needs pyro.plate("
+                               f"{DATA_PLATE!r}) as its leftmost dimension (declare the data plate outermost)")
             if _is_real(site["fn"].support) and value.is_floating_point():
                 self.annealed.append((name, value.shape[1:]))
                 start.append(value.reshape(self.rows, -1))
             else:
                 self.held[name] = _repeat(held[name], num_chains) if held and name in held else value
+        if not self.annealed and not self.held:
+            raise DGMError("AIS needs a model with latent variables; this model has none (its log-likelihood is exact: "
+                           "use the exact estimator)")
         if not self.annealed:
-            only = f" (only {', '.join(self.held)}, which AIS would hold fixed)" if self.held else ""
             raise DGMError("AIS needs a model with latent sample sites on the real line to anneal; this model has "
-                           f"none{only}: use the importance_sampled or exact estimators")
-        if not any(observed for _, _, observed in self.sites):
-            raise DGMError("the model has no observed site to anneal towards")
+                           f"none (only {', '.join(self.held)}, which AIS would hold fixed): use the importance_sampled "
+                           "or exact estimators")
         #: a draw from the prior of the annealed sites, (M, d)
         self.prior_draw = torch.cat(start, dim=-1)
         self._sizes = [math.prod(shape) for _, shape in self.annealed]
@@ -204,10 +221,9 @@ class AnnealingTarget:
             z = z.detach().requires_grad_(True)
             data = {**self.unflatten(z), **self.held}
             trace = poutine.trace(poutine.condition(self.model, data=data)).get_trace(self.x)
-            trace.compute_log_prob()
             log_prior = log_lik = None
             for name, dim, observed in self.sites:
-                term = _per_row(trace.nodes[name]["log_prob"], dim, self.rows)
+                term = _per_row(site_log_prob(trace.nodes[name]), dim, self.rows)
                 if observed:
                     log_lik = term if log_lik is None else log_lik + term
                 else:
@@ -340,20 +356,10 @@ class AISResult:
         return log_mean_exp(self.log_weights)
 
 
-def _owner(fn: Callable) -> Any:
-    return getattr(fn, "__self__", None)
-
-
 def check_model(model: Callable, x: torch.Tensor) -> None:
-    """Refuse, in one line, models without latents and data the model does not accept."""
-    if not isinstance(x, torch.Tensor) or x.dim() < 1 or x.shape[0] == 0:
-        raise DGMError("no examples to evaluate (empty split or limit 0)")
-    owner = _owner(model)
-    if owner is not None and not getattr(owner, "has_latents", True):
-        raise DGMError("AIS needs a model with latent variables; this model has none (its log-likelihood is exact: "
-                       "use the exact estimator)")
-    if owner is not None and hasattr(owner, "check_data"):
-        owner.check_data(x)
+    """Refuse, in one line, no examples and data the model's owner does not accept (the model's sites are
+    checked on its trace, ``AnnealingTarget``)."""
+    Program.of(model, None).check_data(x)
 
 
 def default_chunk_size(x: torch.Tensor, num_chains: int) -> int:
@@ -379,13 +385,17 @@ def forward_chains(target: AnnealingTarget, num_chains: int, options: AISOptions
 
 
 def run_ais(model: Callable, x: torch.Tensor, num_chains: int, options: AISOptions, chunk_size: int | None = None,
-            pilot_chains: int = 4) -> AISResult:
-    """Forward AIS with K = ``num_chains`` counted chains per example of ``x`` (N, ...), in chunks of examples."""
+            pilot_chains: int | None = None) -> AISResult:
+    """Forward AIS with K = ``num_chains`` counted chains per example of ``x`` (N, ...), in chunks of examples.
+
+    ``pilot_chains`` overrides ``options.pilot_chains`` when given."""
     check_num_samples(num_chains)
+    if pilot_chains is not None:
+        options = replace(options, pilot_chains=pilot_chains)
     options.validate()
     check_model(model, x)
     check_chunk_size(chunk_size)
-    pilots = check_pilot_chains(pilot_chains) if options.adapt_rate > 0 else 0
+    pilots = options.pilots
     size = chunk_size or default_chunk_size(x, num_chains + pilots)
     weights, acceptance, steps = [], [], []
     for start in range(0, x.shape[0], size):
@@ -417,17 +427,36 @@ def check_log_weights(log_w: torch.Tensor) -> None:
         raise DGMError(f"every AIS log-weight of example {bad} is -inf: the data lies outside the support of the model")
 
 
-def annealed_importance_sampling(model: Callable, guide: Callable | None, x: torch.Tensor, num_samples: int = 16, *,
-                                 chunk_size: int | None = None, return_log_weights: bool = False,
-                                 num_steps: int = 1000, schedule: str = "sigmoid", leapfrog_steps: int = 10,
-                                 step_size: float = 0.05, target_accept: float = 0.65, adapt_rate: float = 0.1,
-                                 pilot_chains: int = 4):
+def _ais(request: EstimateRequest) -> Estimate:
+    """The ``ais`` spec's run: K = ``num_samples`` counted chains per example; the settings go into the JSON."""
+    options: AISOptions = request.options
+    result = run_ais(request.program.model, request.x, request.num_samples, options, request.chunk_size)
+    extras = {"steps": options.num_steps, "schedule": options.schedule, "leapfrog_steps": options.leapfrog_steps,
+              "step_size": options.step_size, "pilot_chains": options.pilot_chains,
+              "acceptance": float(result.acceptance.mean())}
+    return Estimate(result.estimates, result.log_weights, extras)
+
+
+def add_ais_arguments(parser: argparse.ArgumentParser) -> None:
+    """The AIS options of every command (``--ais-steps``, ``--ais-schedule``, ``--ais-leapfrog``,
+    ``--ais-step-size``, ``--ais-target-accept``, ``--ais-adapt-rate``, ``--ais-pilot-chains``), generated from
+    :class:`AISOptions`; the older spellings (``--schedule``, ``--leapfrog``, ...) still work, hidden."""
+    add_prefixed_arguments(parser, AISOptions, OPTION_PREFIX, "AIS options")
+
+
+def ais_options(args: argparse.Namespace) -> AISOptions:
+    """The :class:`AISOptions` of a command line parsed with :func:`add_ais_arguments`, validated."""
+    return build_config(AISOptions, prefixed_values(args, AISOptions, OPTION_PREFIX))
+
+
+AIS = register_estimator(EstimatorSpec(
+    "ais",
     """AIS estimate of log p(x) per example, (N,) float64 nats: log (1/K) sum_k w_k over K = ``num_samples`` chains.
 
-    The estimators' signature (``shared/CONVENTIONS.md``); ``guide`` is unused (chains start at the prior).
-    With ``return_log_weights`` also the chains' log w, (N, K). A stochastic lower bound on log p(x).
-    ``pilot_chains`` more chains per example tune the step sizes and are not counted (module docstring)."""
-    options = AISOptions(num_steps, schedule, leapfrog_steps, step_size, target_accept, adapt_rate).validate()
-    result = run_ais(model, x, num_samples, options, chunk_size, pilot_chains)
-    est = check_estimates(result.estimates)
-    return (est, result.log_weights) if return_log_weights else est
+    The estimators' signature (``shared/CONVENTIONS.md``) with the fields of :class:`AISOptions` as keyword
+    arguments (``num_steps``, ``schedule``, ``leapfrog_steps``, ``step_size``, ``target_accept``, ``adapt_rate``,
+    ``pilot_chains``); ``guide`` is unused (chains start at the prior). With ``return_log_weights`` also the
+    chains' log w, (N, K). A stochastic lower bound on log p(x). ``pilot_chains`` more chains per example
+    tune the step sizes and are not counted (module docstring). Per example only (no joint mode).""",
+    run=_ais, options=AISOptions, option_prefix=OPTION_PREFIX, default=False, default_samples=16, joint=False))
+annealed_importance_sampling = AIS.function

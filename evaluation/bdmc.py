@@ -23,19 +23,21 @@ value (a continuous density, e.g. of y = (x + u) / levels): the annealing error 
 include the extra spread from drawing u from its prior in the evaluation of real data, which only
 loosens that lower bound further (``evaluation.ais``).
 
-``python -m evaluation.bdmc RUN_DIR -n 100 --ais-steps S --chains K --schedule sigmoid --seed 0``
-writes ``bdmc.json`` into the run directory.
+``python -m evaluation.bdmc RUN_DIR -n 100 --ais-steps S --chains K --ais-schedule sigmoid --seed 0``
+writes ``bdmc.json`` into the run directory. The AIS options are those of every command
+(``evaluation.ais.add_ais_arguments``: ``--ais-steps --ais-schedule --ais-leapfrog --ais-step-size
+--ais-target-accept --ais-adapt-rate --ais-pilot-chains``; the older ``--schedule``, ``--leapfrog``,
+``--step-size``, ``--target-accept``, ``--pilot-chains`` still work).
 """
 from __future__ import annotations
 
 import argparse
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Callable
 
 import pyro.poutine as poutine
 import torch
-from pyro.poutine.util import site_is_subsample
 
 from core.config import OneLineErrorParser
 from core.device import THREADS_HELP, resolve_device, set_threads
@@ -43,21 +45,23 @@ from core.errors import DGMError, run_cli
 from core.run_dir import SCHEMA_VERSION, provenance, write_json
 from core.seeding import seed_everything
 from evaluation.ais import (
-    SCHEDULES,
+    AIS_JOINT_FIX,
     AISOptions,
     AnnealingTarget,
     _is_real,
+    add_ais_arguments,
+    ais_options,
     anneal,
     check_chunk_size,
     check_model,
-    check_pilot_chains,
     default_chunk_size,
     forward_chains,
     schedule_betas,
 )
 from evaluation.diagnostics import standard_error
-from evaluation.estimators import check_num_samples, log_mean_exp
+from evaluation.sample_passes import check_num_samples, log_mean_exp
 from core.units import bits_per_dim
+from inference.objectives.trace_checks import ExampleUnit, check_model_trace, scored_sites
 from inference.training.load_run import load_run
 
 
@@ -82,9 +86,7 @@ def simulate(model: Callable, x_like: torch.Tensor) -> Simulation:
     """(z*, x) ~ p(z) p(x | z) for ``x_like.shape[0]`` examples: one trace of the unconditioned story."""
     trace = poutine.trace(poutine.uncondition(model)).get_trace(x_like)
     observed, latent, held = {}, {}, {}
-    for name, site in trace.nodes.items():
-        if site["type"] != "sample" or site_is_subsample(site):
-            continue
+    for name, site in scored_sites(trace):
         if site["infer"].get("was_observed", False):
             observed[name] = site["value"]
         elif _is_real(site["fn"].support) and site["value"].is_floating_point():
@@ -93,6 +95,8 @@ def simulate(model: Callable, x_like: torch.Tensor) -> Simulation:
             held[name] = site["value"]
     if not observed:
         raise DGMError("the model has no observed site: nothing to simulate")
+    check_model_trace(poutine.trace(poutine.condition(model, data=observed)).get_trace(x_like), ExampleUnit(),
+                      joint_fix=AIS_JOINT_FIX)
     return Simulation(observed, latent, held)
 
 
@@ -113,16 +117,20 @@ class BDMCResult:
 
 def bidirectional_monte_carlo(model: Callable, x_like: torch.Tensor, num_chains: int = 16,
                               options: AISOptions | None = None, *, chunk_size: int | None = None,
-                              pilot_chains: int = 4, simulation: Simulation | None = None) -> BDMCResult:
+                              pilot_chains: int | None = None, simulation: Simulation | None = None) -> BDMCResult:
     """Forward and reverse AIS with ``num_chains`` chains each on data simulated from ``model`` (module docstring).
 
     ``x_like`` (n, ...): template inputs (their count, shape and device); ``simulation``: data simulated
-    earlier (default: :func:`simulate`). Returns bounds in nats per example, float64 on the CPU."""
-    options = (options or AISOptions()).validate()
+    earlier (default: :func:`simulate`); ``pilot_chains`` overrides ``options.pilot_chains``. Returns bounds
+    in nats per example, float64 on the CPU."""
+    options = options or AISOptions()
+    if pilot_chains is not None:
+        options = replace(options, pilot_chains=pilot_chains)
+    options.validate()
     check_num_samples(num_chains)
     check_chunk_size(chunk_size)
     check_model(model, x_like)
-    pilots = check_pilot_chains(pilot_chains) if options.adapt_rate > 0 else 0
+    pilots = options.pilots
     sim = simulation or simulate(model, x_like)
     betas = schedule_betas(options.num_steps, options.schedule)
     size = chunk_size or default_chunk_size(x_like, num_chains + pilots)
@@ -160,9 +168,12 @@ def summary(result: BDMCResult, dim: int) -> dict[str, Any]:
 
 
 def bdmc_run(run: Any, n: int, num_chains: int, options: AISOptions, *, split: str = "test", seed: int = 0,
-             pilot_chains: int = 4, chunk_size: int | None = None, device: torch.device | None = None,
+             pilot_chains: int | None = None, chunk_size: int | None = None, device: torch.device | None = None,
              log: Callable[[str], None] | None = print) -> dict[str, Any]:
-    """BDMC on ``n`` examples simulated from a loaded run's model; writes and returns ``bdmc.json``."""
+    """BDMC on ``n`` examples simulated from a loaded run's model; writes and returns ``bdmc.json``
+    (``pilot_chains`` overrides ``options.pilot_chains``)."""
+    if pilot_chains is not None:
+        options = replace(options, pilot_chains=pilot_chains)
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise DGMError(f"-n must be at least 1, got {n}")
     device = device or torch.device("cpu")
@@ -172,12 +183,11 @@ def bdmc_run(run: Any, n: int, num_chains: int, options: AISOptions, *, split: s
     run.model.to(device)
     seed_everything(seed)
     start = time.perf_counter()
-    result = bidirectional_monte_carlo(run.model.model, x_like, num_chains, options, chunk_size=chunk_size,
-                                       pilot_chains=pilot_chains)
+    result = bidirectional_monte_carlo(run.model.model, x_like, num_chains, options, chunk_size=chunk_size)
     seconds = time.perf_counter() - start
     out = {"schema_version": SCHEMA_VERSION, "run": str(run.run_dir), "model": run.config["model"],
            "dataset": run.config["dataset"], "checkpoint_epoch": run.epoch, "n": n, "chains": num_chains,
-           "pilot_chains": pilot_chains, "seed": seed, "options": options.as_dict(),
+           "pilot_chains": options.pilot_chains, "seed": seed, "options": options.as_dict(),
            **summary(result, run.dataset.spec.dim), "seconds": seconds, "provenance": provenance(device)}
     write_json(run.run_dir / "bdmc.json", out)
     if log is not None:
@@ -197,28 +207,9 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=None, help=THREADS_HELP)
 
 
-def add_ais_arguments(parser: argparse.ArgumentParser, steps_flag: str = "--ais-steps", chains: bool = True) -> None:
-    """The AIS options shared by the BDMC and GAN-likelihood commands."""
-    defaults = AISOptions()
-    parser.add_argument(steps_flag, dest="ais_steps", type=int, default=defaults.num_steps, metavar="T",
-                        help=f"annealing steps T (default: {defaults.num_steps})")
-    if chains:
-        parser.add_argument("--chains", type=int, default=16, metavar="K", help="AIS chains per example (default: 16)")
-    parser.add_argument("--schedule", default=defaults.schedule, help=f"{' or '.join(SCHEDULES)} (default: "
-                        f"{defaults.schedule})")
-    parser.add_argument("--leapfrog", type=int, default=defaults.leapfrog_steps, help="leapfrog steps per HMC "
-                        f"transition (default: {defaults.leapfrog_steps})")
-    parser.add_argument("--step-size", type=float, default=defaults.step_size, help="initial HMC step size "
-                        f"(default: {defaults.step_size})")
-    parser.add_argument("--target-accept", type=float, default=defaults.target_accept,
-                        help=f"acceptance rate the pilot chains adapt towards (default: {defaults.target_accept})")
-    parser.add_argument("--pilot-chains", type=int, default=4, help="extra chains per example that tune the step "
-                        "sizes and are not counted (0: fixed step size; default: 4)")
-
-
-def ais_options(args: argparse.Namespace) -> AISOptions:
-    return AISOptions(num_steps=args.ais_steps, schedule=args.schedule, leapfrog_steps=args.leapfrog,
-                      step_size=args.step_size, target_accept=args.target_accept).validate()
+def add_chains_argument(parser: argparse.ArgumentParser) -> None:
+    """``--chains K``: the AIS chains per example of the BDMC and GAN-likelihood commands."""
+    parser.add_argument("--chains", type=int, default=16, metavar="K", help="AIS chains per example (default: 16)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -226,6 +217,7 @@ def main(argv: list[str] | None = None) -> int:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run_dir", help="a run directory written by inference.train")
     parser.add_argument("-n", type=int, default=100, help="examples to simulate (default: 100)")
+    add_chains_argument(parser)
     add_ais_arguments(parser)
     parser.add_argument("--split", default="test", choices=["train", "val", "test"],
                         help="split whose first n examples serve as input templates (values unused)")
@@ -237,8 +229,8 @@ def main(argv: list[str] | None = None) -> int:
     device = resolve_device(args.device)
 
     run = load_run(args.run_dir, which=args.checkpoint, device=device)
-    bdmc_run(run, args.n, args.chains, options, split=args.split, seed=args.seed, pilot_chains=args.pilot_chains,
-             chunk_size=args.chunk_size, device=device)
+    bdmc_run(run, args.n, args.chains, options, split=args.split, seed=args.seed, chunk_size=args.chunk_size,
+             device=device)
     return 0
 
 

@@ -11,8 +11,11 @@ Reads each run's ``config.json``, ``eval_<split>.json`` and ``eval_<split>_examp
     khat.png          histogram of per-example Pareto k-hat (largest K of each IS-type estimator)
     elbo_is_gap.png   per-example gap IS - ELBO at the largest K where both were evaluated
 
-Each run's headline estimate (for the differences) is its best-founded one: ``exact`` where
-evaluated, else ``importance_sampled`` at its largest K, else ``elbo``, else ``naive_monte_carlo``.
+Each run's headline estimate (for the differences) is its best-founded one, by the estimators'
+``headline_rank`` in the registry: ``exact`` where evaluated, else ``importance_sampled`` at its largest K,
+else ``elbo``, else ``naive_monte_carlo``. The table lists estimators in registration order, the k-hat
+figure those whose value is an importance-weight average, the gap figure each estimator against the one
+of its pass it bounds (``gap_to``: IS against the ELBO).
 Differences are paired over the examples both runs were evaluated on (same data set, split and
 example ids), NLL(A) - NLL(B) per example, with a 95% percentile bootstrap interval.
 """
@@ -33,11 +36,17 @@ from core.config import OneLineErrorParser
 from core.errors import DGMError, run_cli
 from core.run_dir import atomic_write_text, provenance, read_config
 from data.specs import DATASETS
+from evaluation import ESTIMATORS
 from evaluation.diagnostics import bootstrap_difference
+from evaluation.estimator_registry import headline_order
 from core.plots import save_estimates_vs_k, save_gap_histograms, save_khat_histograms
 from evaluation.sample_quality import TABLE_HEADER, table_row
 
-HEADLINE_ORDER = ("exact", "importance_sampled", "elbo", "naive_monte_carlo")
+
+def table_rank(name: str) -> int:
+    """An estimator's place in the tables: registration order, names no longer registered last."""
+    names = list(ESTIMATORS)
+    return names.index(name) if name in names else len(names)
 
 
 @dataclass
@@ -61,7 +70,7 @@ class RunEvaluation:
 
     def headline(self) -> tuple[str, int] | None:
         """(estimator, K) of the best-founded estimate, see the module docstring."""
-        for name in HEADLINE_ORDER:
+        for name in headline_order():
             if self.estimators.get(name):
                 return name, max(int(k) for k in self.estimators[name])
         return None
@@ -111,9 +120,8 @@ def unique_names(evaluations: list[RunEvaluation]) -> None:
 def summary_table(evaluations: list[RunEvaluation]) -> pd.DataFrame:
     """One row per (run, estimator, K): NLL in nats, bits/dim, standard error, k-hat summary, seconds."""
     rows = []
-    order = {name: i for i, name in enumerate(("naive_monte_carlo", "elbo", "importance_sampled", "exact"))}
     for ev in evaluations:
-        for name, by_k in sorted(ev.estimators.items(), key=lambda item: order.get(item[0], 99)):
+        for name, by_k in sorted(ev.estimators.items(), key=lambda item: table_rank(item[0])):
             for k, entry in sorted(by_k.items(), key=lambda item: int(item[0])):
                 khat = entry.get("khat") or {}
                 rows.append({"run": ev.name, "model": ev.model, "dataset": ev.dataset, "split": ev.split,
@@ -178,7 +186,7 @@ def write_figures(evaluations: list[RunEvaluation], out: Path) -> list[tuple[str
     for ev in evaluations:
         series = {}
         if "khat" in ev.examples.columns:
-            for name in ("importance_sampled", "naive_monte_carlo"):
+            for name in (spec.name for spec in ESTIMATORS.specs() if spec.importance_weights):
                 ks = [int(k) for k, e in ev.estimators.get(name, {}).items() if "khat" in e]
                 if ks:
                     series[f"{name} K={max(ks)}"] = ev.per_example(name, max(ks), "khat").tolist()
@@ -189,12 +197,15 @@ def write_figures(evaluations: list[RunEvaluation], out: Path) -> list[tuple[str
         written.append(("khat.png", "per-example Pareto k-hat at the largest K (PSIS, ArviZ); k-hat > 0.7 "
                                     "marks estimates that cannot be trusted"))
     gaps = {}
+    pairs = [(spec.name, spec.gap_to) for spec in ESTIMATORS.specs() if spec.gap_to]
     for ev in evaluations:
-        common = set(ev.estimators.get("elbo", {})) & set(ev.estimators.get("importance_sampled", {}))
-        if common:
-            k = max(int(c) for c in common)
-            gap = ev.per_example("importance_sampled", k) - ev.per_example("elbo", k)
-            gaps[f"{ev.name} (K={k})"] = gap.tolist()
+        for upper, lower in pairs:
+            common = set(ev.estimators.get(lower, {})) & set(ev.estimators.get(upper, {}))
+            if common:
+                k = max(int(c) for c in common)
+                gap = ev.per_example(upper, k) - ev.per_example(lower, k)
+                label = f"{ev.name} (K={k})" if len(pairs) == 1 else f"{ev.name} {upper} - {lower} (K={k})"
+                gaps[label] = gap.tolist()
     if gaps:
         save_gap_histograms(gaps, out / "elbo_is_gap.png")
         written.append(("elbo_is_gap.png", "per-example gap between the importance-sampled estimate and the "

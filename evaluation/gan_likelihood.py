@@ -32,11 +32,11 @@ from core.config import OneLineErrorParser
 from core.device import THREADS_HELP, resolve_device, set_threads
 from core.errors import DGMError, run_cli
 from core.run_dir import SCHEMA_VERSION, provenance, write_json
-from core.seeding import seed_everything
-from evaluation.ais import AISOptions, run_ais
-from evaluation.bdmc import add_ais_arguments, add_run_arguments, ais_options, bidirectional_monte_carlo, summary
+from core.seeding import stable_seed
+from evaluation.ais import AISOptions, add_ais_arguments, ais_options, run_ais
+from evaluation.bdmc import add_chains_argument, add_run_arguments, bidirectional_monte_carlo, summary
 from evaluation.diagnostics import standard_error
-from evaluation.estimators import check_num_samples
+from evaluation.sample_passes import check_num_samples
 from core.units import bits_per_dim
 from models.registry import model_spec
 from inference.training.load_run import load_run
@@ -72,13 +72,18 @@ def _stats(values: torch.Tensor, dim: int) -> dict[str, float]:
 
 def gan_likelihood(run: Any, sigmas: Sequence[float] = DEFAULT_SIGMAS, *, val_limit: int = 100, limit: int = 100,
                    bdmc_n: int | None = None, num_chains: int = 16, options: AISOptions | None = None,
-                   pilot_chains: int = 4, seed: int = 0, chunk_size: int | None = None,
+                   pilot_chains: int | None = None, seed: int = 0, chunk_size: int | None = None,
                    device: torch.device | None = None, log: Callable[[str], None] | None = print) -> dict[str, Any]:
     """Pick sigma by validation AIS, then test AIS and BDMC at that sigma; write and return ``gan_likelihood.json``.
 
     Validation: the first ``val_limit`` examples of the val split; test: the first ``limit`` of the test
-    split; BDMC: ``bdmc_n`` (default ``limit``) examples simulated from the model (0: skip BDMC)."""
-    options = (options or AISOptions()).validate()
+    split; BDMC: ``bdmc_n`` (default ``limit``) examples simulated from the model (0: skip BDMC).
+    ``pilot_chains`` overrides ``options.pilot_chains``. Each stage's noise is seeded from
+    ``stable_seed("gan_likelihood", seed, stage, ...)``."""
+    options = options or AISOptions()
+    if pilot_chains is not None:
+        options = dataclasses.replace(options, pilot_chains=pilot_chains)
+    options.validate()
     check_num_samples(num_chains)
     if not sigmas:
         raise DGMError("--sigmas needs at least one value")
@@ -96,11 +101,11 @@ def gan_likelihood(run: Any, sigmas: Sequence[float] = DEFAULT_SIGMAS, *, val_li
     say = log or (lambda _: None)
 
     selection = []
-    for i, (sigma, model) in enumerate(models.items()):
+    for sigma, model in models.items():
         model.to(device)
-        seed_everything(seed + i)
+        torch.manual_seed(stable_seed("gan_likelihood", seed, "validation", sigma))
         start = time.perf_counter()
-        result = run_ais(model.model, val, num_chains, options, chunk_size, pilot_chains)
+        result = run_ais(model.model, val, num_chains, options, chunk_size)
         entry = {"sigma": sigma, **_stats(result.estimates, dim), "seconds": time.perf_counter() - start,
                  "acceptance": float(result.acceptance.mean())}
         selection.append(entry)
@@ -110,9 +115,9 @@ def gan_likelihood(run: Any, sigmas: Sequence[float] = DEFAULT_SIGMAS, *, val_li
     sigma = best["sigma"]
     model = models[sigma]
 
-    seed_everything(seed + 1000)
+    torch.manual_seed(stable_seed("gan_likelihood", seed, "test"))
     start = time.perf_counter()
-    result = run_ais(model.model, test, num_chains, options, chunk_size, pilot_chains)
+    result = run_ais(model.model, test, num_chains, options, chunk_size)
     test_entry = {"n": int(test.shape[0]), **_stats(result.estimates, dim), "seconds": time.perf_counter() - start,
                   "acceptance": float(result.acceptance.mean())}
     say(f"sigma {sigma:g}: test NLL {test_entry['nll']:.3f} ± {test_entry['se']:.3f} nats "
@@ -120,18 +125,17 @@ def gan_likelihood(run: Any, sigmas: Sequence[float] = DEFAULT_SIGMAS, *, val_li
 
     bdmc_entry: dict[str, Any] | None = None
     if bdmc_n:
-        seed_everything(seed + 2000)
+        torch.manual_seed(stable_seed("gan_likelihood", seed, "bdmc"))
         x_like = run.dataset.split("test")[:bdmc_n].to(device)
         start = time.perf_counter()
-        bdmc = bidirectional_monte_carlo(model.model, x_like, num_chains, options, chunk_size=chunk_size,
-                                         pilot_chains=pilot_chains)
+        bdmc = bidirectional_monte_carlo(model.model, x_like, num_chains, options, chunk_size=chunk_size)
         bdmc_entry = {"n": int(x_like.shape[0]), **summary(bdmc, dim), "seconds": time.perf_counter() - start}
         say(f"BDMC gap on {bdmc_entry['n']} simulated examples: {bdmc_entry['gap']['mean']:.3f} ± "
             f"{bdmc_entry['gap']['se']:.3f} nats ({bdmc_entry['gap']['bpd']:.5f} bits/dim)")
 
     out = {"schema_version": SCHEMA_VERSION, "run": str(run.run_dir), "model": run.config["model"],
            "dataset": run.config["dataset"], "checkpoint_epoch": run.epoch, "estimator": "ais",
-           "chains": num_chains, "pilot_chains": pilot_chains, "options": options.as_dict(), "seed": seed,
+           "chains": num_chains, "pilot_chains": options.pilot_chains, "options": options.as_dict(), "seed": seed,
            "val_limit": int(val.shape[0]), "sigmas": selection, "best_sigma": sigma, "test": test_entry,
            "bdmc": bdmc_entry, "provenance": provenance(device)}
     write_json(run.run_dir / "gan_likelihood.json", out)
@@ -150,6 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--limit", type=int, default=100, help="test examples (default: 100)")
     parser.add_argument("--bdmc-n", type=int, default=None, help="examples simulated for BDMC (default: --limit; "
                         "0: no BDMC)")
+    add_chains_argument(parser)
     add_ais_arguments(parser)
     add_run_arguments(parser)
     args = parser.parse_args(argv)
@@ -159,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
 
     run = load_run(args.run_dir, which=args.checkpoint, device=device)
     gan_likelihood(run, args.sigmas, val_limit=args.val_limit, limit=args.limit, bdmc_n=args.bdmc_n,
-                   num_chains=args.chains, options=options, pilot_chains=args.pilot_chains, seed=args.seed,
+                   num_chains=args.chains, options=options, seed=args.seed,
                    chunk_size=args.chunk_size, device=device)
     return 0
 

@@ -23,6 +23,7 @@ from pyro.poutine.util import site_is_subsample
 
 from core.errors import DGMError
 from inference.objectives.importance import per_example_log_prob
+from inference.objectives.trace_checks import scored_sites
 
 #: elements of one observation-sized tensor per grid chunk (points * N * D)
 ELEMENT_BUDGET = 1 << 22
@@ -69,6 +70,7 @@ def log_marginal_grid(model: Callable, x: torch.Tensor, *, site: str = "z", limi
                     poutine.condition(model, data={site: value})(data)
 
             trace = poutine.trace(conditioned).get_trace(x)
-            parts.append(per_example_log_prob(trace, z.shape[0], n, dim).to(torch.float64))
+            names = [name for name, _ in scored_sites(trace)]
+            parts.append(per_example_log_prob(trace, names, z.shape[0], n, dim).to(torch.float64))
     log_joint = torch.cat(parts, dim=0)  # (G, N)
     return torch.logsumexp(log_joint, dim=0).cpu() + latent_dim * math.log(h)

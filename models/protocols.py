@@ -10,6 +10,9 @@ go one dimension further left); ``has_latents`` is False for stories with no lat
 Optional capabilities, each its own protocol, tested with ``isinstance`` (they are
 ``runtime_checkable``) rather than probed attribute by attribute:
 
+* :class:`ChecksData`, :class:`PlateNesting`: the two things the log p(x) estimators use of an object
+  whose bound method they are given as ``model`` (its support check; its plate depth, as Pyro's ELBOs
+  take ``max_plate_nesting``); every :class:`Story` has both, a user's own object may have either.
 * :class:`ExactMarginal`: ``log_marginal(x)`` in closed form (PPCA). ``has_log_marginal`` says whether it
   applies to the story's data set (PPCA of dequantized images has none).
 * :class:`RequestsObjective`: ``training_objective()`` names what the story wants to be trained with
@@ -52,6 +55,20 @@ class Story(Protocol):
     def sample(self, n: int, *, mean: bool = False) -> torch.Tensor: ...
 
     def check_data(self, x: torch.Tensor) -> None: ...
+
+
+@runtime_checkable
+class ChecksData(Protocol):
+    def check_data(self, x: torch.Tensor) -> None:
+        """Refuse data outside the support with a one-line ``DGMError``."""
+        ...
+
+
+@runtime_checkable
+class PlateNesting(Protocol):
+    """How many plate dimensions the program uses (Pyro's ``max_plate_nesting``)."""
+
+    max_plate_nesting: int
 
 
 @runtime_checkable

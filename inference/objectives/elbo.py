@@ -36,6 +36,7 @@ from pyro.util import check_if_enumerated, check_model_guide_match, check_site_s
 from pyro.poutine.runtime import _PYRO_STACK
 
 from core.errors import DGMError
+from inference.objectives.trace_checks import check_guide_covers
 from models.protocols import DirectELBO
 
 
@@ -127,6 +128,7 @@ class AnalyticKLTrace_ELBO(Trace_ELBO):
 
     def _split(self, model_trace: Any, guide_trace: Any) -> tuple[torch.Tensor, torch.Tensor]:
         """recon = sum of observed log-probs; kl = sum over latent sites (closed form where possible)."""
+        check_guide_covers(model_trace, guide_trace)  # the estimators' rule (trace_checks), one line with the names
         recon = torch.zeros(())
         kl = torch.zeros(())
         for name, site in model_trace.nodes.items():
@@ -135,9 +137,6 @@ class AnalyticKLTrace_ELBO(Trace_ELBO):
             if site["is_observed"]:
                 recon = recon + _log_prob_sum(site)
                 continue
-            if name not in guide_trace.nodes:
-                raise DGMError(f"the model's latent site {name!r} is not sampled by the guide; sample it in "
-                               "the guide too")
             guide_site = guide_trace.nodes[name]
             if analytic_kl_applies(guide_site["fn"], site["fn"]):
                 term = kl_divergence(guide_site["fn"], site["fn"])

@@ -26,7 +26,6 @@ P, so exact agreement between P processes and one needs models without dropout i
 """
 from __future__ import annotations
 
-import hashlib
 import os
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -41,6 +40,7 @@ from torch import nn
 
 from core.device import resolve_device
 from core.errors import DGMError
+from core.seeding import stable_seed
 from models.protocols import DATA_PLATE
 
 T = TypeVar("T")
@@ -170,12 +170,6 @@ class DistributedContext:
 
 
 SINGLE_PROCESS = DistributedContext()
-
-
-def stable_seed(*key: Any) -> int:
-    """A 63-bit seed from ``key`` that is the same in every process and every Python run (unlike ``hash``)."""
-    digest = hashlib.blake2b("/".join(map(str, key)).encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "little") & ((1 << 63) - 1)
 
 
 def resolve_distributed_device(name: str, local_rank: int) -> torch.device:

@@ -58,3 +58,23 @@ def test_validate_runs_and_json_round_trip() -> None:
         parse(["--size", "0"])
     config = parse(["--layers", "5"])
     assert build_config(Example, to_jsonable(config)) == config
+
+
+def test_prefixed_options_with_stems_and_hidden_aliases():
+    """A component's options inside a larger command: ``--PREFIX-STEM``, older spellings parse but are hidden."""
+    import argparse
+    from dataclasses import dataclass, field
+
+    from core.config import add_prefixed_arguments, build_config, prefixed_values
+
+    @dataclass(frozen=True)
+    class Options:
+        num_steps: int = field(default=3, metadata={"option": "steps", "help": "steps"})
+        step_size: float = field(default=0.1, metadata={"aliases": ("--step-size",), "help": "size"})
+
+    parser = argparse.ArgumentParser()
+    add_prefixed_arguments(parser, Options, "ais")
+    assert build_config(Options, prefixed_values(parser.parse_args(["--ais-steps", "5"]), Options, "ais")) == \
+        Options(num_steps=5)
+    assert prefixed_values(parser.parse_args(["--step-size", "0.5"]), Options, "ais") == {"step_size": 0.5}
+    assert "--step-size" not in parser.format_usage().replace("--ais-step-size", "")

@@ -95,3 +95,29 @@ def test_the_command_writes_bdmc_json_and_refuses_bad_options(tmp_path, capsys):
                          (["-n", "0"], "-n must be at least 1")):
         code, _, err = cli(bdmc_main, [run, *bad], capsys)
         assert code == 2 and message in err and err.count("\n") == 1
+
+
+def test_the_ais_options_are_spelled_the_same_in_every_command(tmp_path, capsys):
+    """evaluate, bdmc and gan_likelihood share the options generated from AISOptions; the older spellings of
+    bdmc and gan_likelihood still parse but are not advertised."""
+    from evaluation.ais import AISOptions, add_ais_arguments, ais_options
+    from evaluation.evaluate import main as evaluate_main
+    from evaluation.gan_likelihood import main as gan_main
+    from core.config import OneLineErrorParser
+
+    flags = ["--ais-steps", "--ais-schedule", "--ais-leapfrog", "--ais-step-size", "--ais-target-accept",
+             "--ais-adapt-rate", "--ais-pilot-chains"]
+    for main in (evaluate_main, bdmc_main, gan_main):
+        code, out, _ = cli(main, [tmp_path, "--help"], capsys)
+        assert code == 0 and all(flag in out for flag in flags), main
+        usage = out.split("\n\n")[0].replace("--ais-", "")  # the usage line lists every advertised option
+        assert "--leapfrog" not in usage and "--pilot-chains" not in usage and "--schedule" not in usage
+    parser = OneLineErrorParser(prog="test")
+    add_ais_arguments(parser)
+    new = ais_options(parser.parse_args(["--ais-steps", "7", "--ais-schedule", "linear", "--ais-leapfrog", "3",
+                                         "--ais-step-size", "0.2", "--ais-target-accept", "0.5", "--ais-pilot-chains",
+                                         "2"]))
+    old = ais_options(parser.parse_args(["--ais-steps", "7", "--schedule", "linear", "--leapfrog", "3",
+                                         "--step-size", "0.2", "--target-accept", "0.5", "--pilot-chains", "2"]))
+    assert new == old == AISOptions(num_steps=7, schedule="linear", leapfrog_steps=3, step_size=0.2,
+                                    target_accept=0.5, pilot_chains=2)

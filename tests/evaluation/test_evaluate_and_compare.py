@@ -75,6 +75,16 @@ def test_examples_csv_and_per_example_properties(runs):
     assert khat.notna().all() and ((ess >= 1 - 1e-9) & (ess <= 100 + 1e-9)).all()
 
 
+@pytest.mark.parametrize("k", [10, 100])
+def test_is_beats_the_elbo_of_the_same_pass_by_several_standard_errors(runs, k):
+    """The written files, not just the estimators: IS - ELBO per example at K >= 10 is > 0 by Z = 4 standard
+    errors (an ELBO reported as a log-mean-exp, or IS as a mean, makes it 0 or negative)."""
+    frame = pd.DataFrame(_rows(runs["vae"])).astype({"example_id": int, "K": int, "log_likelihood": float})
+    wide = frame[frame.K == k].pivot_table(index="example_id", columns="estimator", values="log_likelihood")
+    gap = wide["importance_sampled"] - wide["elbo"]
+    assert gap.mean() > 4 * gap.std(ddof=1) / math.sqrt(len(gap)), gap.describe()
+
+
 def test_evaluations_merge_and_restart_on_other_examples(runs, tmp_path, capsys):
     run = tmp_path / "vae"
     shutil.copytree(runs["vae"], run)
@@ -140,3 +150,63 @@ def test_demo_quick_ends_with_the_comparison_report(tmp_path, capsys):
     report = (tmp_path / "demo" / "compare" / "report.md").read_text()
     assert "| vae | vae | digits |" in report and "| ppca | ppca | digits |" in report
     assert "Differences between runs" in report and "| vae | ppca |" in report
+
+
+class GlobalMeanStory:
+    """A story whose latent mu is shared by all examples (x_n ~ N(mu, 1/4), mu ~ N(0, 1)), with its exact guide."""
+
+    max_plate_nesting = 1
+    has_latents = True
+    spec = None
+
+    def model(self, x):
+        import pyro
+        import pyro.distributions as dist
+
+        mu = pyro.sample("mu", dist.Normal(x.new_zeros(()), 1.0))
+        with pyro.plate("data", x.shape[0]):
+            pyro.sample("x", dist.Normal(mu.unsqueeze(-1).expand(mu.shape + (2,)), 0.5).to_event(1), obs=x)
+
+    def guide(self, x):
+        import pyro
+        import pyro.distributions as dist
+
+        precision = 1 + x.numel() / 0.25
+        pyro.sample("mu", dist.Normal(x.sum() / 0.25 / precision, precision ** -0.5))
+
+    def sample(self, n, *, mean=False):
+        raise NotImplementedError
+
+    def check_data(self, x):
+        pass
+
+    def to(self, device):
+        return self
+
+
+def test_joint_mode_measures_the_split_as_one_example_and_says_so(tmp_path):
+    """--joint: one estimate of log p(x_1..N) of the whole split, its meaning and the unit's bits/dim in the
+    JSON; per example, the same story is refused by name."""
+    from types import SimpleNamespace
+
+    import torch
+
+    from core.errors import DGMError
+    from evaluation.evaluate import evaluate_run
+
+    x = torch.randn(10, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64) * 0.5 + 1.0
+    run = SimpleNamespace(model=GlobalMeanStory(), run_dir=tmp_path, epoch=1, config={"dataset": "toy", "model": "toy"},
+                          dataset=SimpleNamespace(spec=SimpleNamespace(dim=2), split=lambda name: x))
+    with pytest.raises(DGMError, match="latent site 'mu' is not inside pyro.plate.*joint=True"):
+        evaluate_run(run, "test", ["importance_sampled"], [4])
+    result = evaluate_run(run, "test", ["elbo", "importance_sampled"], [4], joint=True)
+    assert result["joint"] is True and "joint log p(x_1..N)" in result["estimate_of"] and result["n_examples"] == 10
+    entry = result["estimators"]["importance_sampled"]["4"]
+    cov = 0.25 * torch.eye(20, dtype=torch.float64) + torch.ones(20, 20, dtype=torch.float64)
+    truth = float(torch.distributions.MultivariateNormal(torch.zeros(20, dtype=torch.float64), cov).log_prob(x.reshape(-1)))
+    assert entry["log_likelihood"] == pytest.approx(truth, abs=1e-9) and entry["se"] == 0.0
+    assert entry["bpd"] == pytest.approx(-truth / (20 * math.log(2)))  # the unit has N D = 20 dimensions
+    rows = list(csv.DictReader((tmp_path / "eval_test_examples.csv").open()))
+    assert [(r["example_id"], r["estimator"]) for r in rows] == [("0", "elbo"), ("0", "importance_sampled")]
+    with pytest.raises(DGMError, match="ais has no joint mode"):
+        evaluate_run(run, "test", ["ais"], [4], joint=True)
