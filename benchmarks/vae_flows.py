@@ -29,6 +29,7 @@ from pathlib import Path
 
 from core.errors import DGMError, run_cli
 from evaluation.diagnostics import bootstrap_difference
+from evaluation.result_files import result_paths
 
 #: name -> the options that differ from the plain VAE (everything else is shared)
 CONFIGS: dict[str, list[str]] = {
@@ -63,8 +64,8 @@ def run(command: list[str], log: Path, threads: int, dry_run: bool) -> float:
     return seconds
 
 
-def evaluated(run_dir: Path, k: int, n: int) -> bool:
-    path = run_dir / "eval_test.json"
+def evaluated(run_dir: Path, k: int, n: int, every: int) -> bool:
+    path, _ = result_paths(run_dir, "test", every, n)
     if not path.is_file():
         return False
     result = json.loads(path.read_text())
@@ -96,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     names = args.only or list(CONFIGS)
     for name in names:
         run_dir = args.out / name
-        if evaluated(run_dir, args.num_samples, args.limit):
+        if evaluated(run_dir, args.num_samples, args.limit, args.every):
             print(f"{name}: already evaluated, skipped", flush=True)
             continue
         if not (run_dir / "best.pt").is_file():
@@ -116,11 +117,11 @@ def main(argv: list[str] | None = None) -> int:
              "--num-samples", str(args.num_samples), "--threads", str(args.threads), "--out", str(args.out / "gap")],
             log, args.threads, args.dry_run)
     if not args.dry_run:
-        print_summary(args.out, names, args.num_samples)
+        print_summary(args.out, names, args.num_samples, args.every, args.limit)
     return 0
 
 
-def print_summary(out: Path, names: list[str], k: int) -> None:
+def print_summary(out: Path, names: list[str], k: int, every: int, limit: int) -> None:
     """Test NLL (IS-K), the ELBO of the same samples, and their per-example gap IS - ELBO with a 95% paired
     bootstrap interval, per configuration."""
     import pandas as pd
@@ -131,9 +132,10 @@ def print_summary(out: Path, names: list[str], k: int) -> None:
           "train seconds |")
     print("|---|---|---|---|---|---|")
     for name in names:
-        result = json.loads((out / name / "eval_test.json").read_text())["estimators"]
+        summary, per_example = result_paths(out / name, "test", every, limit)
+        result = json.loads(summary.read_text())["estimators"]
         is_k, elbo_k = result["importance_sampled"][str(k)], result["elbo"][str(k)]
-        examples = pd.read_csv(out / name / "eval_test_examples.csv")
+        examples = pd.read_csv(per_example)
         per = {est: examples[(examples["estimator"] == est) & (examples["K"] == k)].set_index("example_id")
                ["log_likelihood"].sort_index() for est in ("importance_sampled", "elbo")}
         gap, low, high = bootstrap_difference(torch.tensor(per["importance_sampled"].to_numpy()),

@@ -20,6 +20,9 @@ from evaluation.sample_quality import run_sample_quality
 from inference.train import main as train_main
 from inference.training.load_run import load_run
 
+#: test images evaluated and compared by ``--quick`` (the notebooks' and tests' small settings)
+QUICK_LIMIT = 100
+
 #: (run name, model, epochs, extra options) trained by the main job; each model family adds its entry.
 #: PPCA (dequantized, so its numbers are of the discrete data too) is the linear baseline.
 JOBS: list[tuple[str, str, int, list[str]]] = [
@@ -59,13 +62,13 @@ def main(argv: list[str] | None = None) -> int:
                         *options, *resume])
             print(f"evaluating {run_dir} on the test split, K = {' '.join(map(str, ks))}", flush=True)
             run = load_run(run_dir)
-            evaluate_run(run, "test", None, ks, limit=100 if args.quick else None)
+            evaluate_run(run, "test", None, ks, limit=QUICK_LIMIT if args.quick else None)
             run_sample_quality(run, n=100 if args.quick else None, bootstrap=5 if args.quick else 20,
                                cache=quality_cache)
         except DGMError as exc:
             raise DGMError(f"{name}: {exc}") from None
         run_dirs.append(run_dir)
-    report = compare(run_dirs, args.out / "compare")
+    report = compare(run_dirs, args.out / "compare", limit=QUICK_LIMIT if args.quick else None)
     print(f"runs in {args.out}; comparison report: {report}")
     return 0
 

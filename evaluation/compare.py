@@ -33,6 +33,8 @@ import pandas as pd
 import torch
 
 from core.config import OneLineErrorParser
+from core.paths import check_output_dir
+from evaluation.result_files import find_result
 from core.errors import DGMError, run_cli
 from core.run_dir import atomic_write_text, provenance, read_config
 from data.specs import DATASETS
@@ -81,14 +83,15 @@ class RunEvaluation:
         return rows.set_index("example_id")[column].sort_index()
 
 
-def load_evaluation(run_dir: str | Path, split: str = "test") -> RunEvaluation:
-    """Read a run's evaluation files; one-line errors for a non-run or an unevaluated run."""
+def load_evaluation(run_dir: str | Path, split: str = "test", every: int | None = None,
+                    limit: int | None = None) -> RunEvaluation:
+    """Read a run's evaluation files (the whole split's, or the subset ``every``/``limit`` names; see
+    ``evaluation.result_files``); one-line errors for a non-run or an unevaluated run."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise DGMError(f"{run_dir} is not a directory")
     config = read_config(run_dir)
-    path = run_dir / f"eval_{split}.json"
-    csv_path = run_dir / f"eval_{split}_examples.csv"
+    path, csv_path = find_result(run_dir, split, every, limit)
     hint = f"run `python -m evaluation.evaluate {run_dir} --split {split}` first"
     if not path.is_file() or not csv_path.is_file():
         raise DGMError(f"{run_dir} has no {path.name if not path.is_file() else csv_path.name}; {hint}")
@@ -148,6 +151,9 @@ def paired_differences(evaluations: list[RunEvaluation], num_resamples: int = 20
             continue
         nll_a = -torch.tensor(la.to_numpy(), dtype=torch.float64)
         nll_b = -torch.tensor(lb.to_numpy(), dtype=torch.float64)
+        if not (torch.isfinite(nll_a).all() and torch.isfinite(nll_b).all()):  # never a verdict from NaNs
+            skipped.append(f"{a.name} vs {b.name}: non-finite per-example values in the evaluation files")
+            continue
         mean, low, high = bootstrap_difference(nll_a, nll_b, num_resamples=num_resamples, seed=seed)
         rows.append({"A": a.name, "B": b.name, "estimate A": f"{head_a[0]} K={head_a[1]}",
                      "estimate B": f"{head_b[0]} K={head_b[1]}", "N": len(la), "NLL(A) - NLL(B)": mean,
@@ -283,11 +289,13 @@ def _hardware(hw: dict[str, Any]) -> str:
            f"GPU {hw.get('gpu') or 'none'}"
 
 
-def compare(run_dirs: list[str | Path], out: str | Path, split: str = "test", num_resamples: int = 2000) -> Path:
-    """Load every run's evaluation and write the report; returns the path of report.md."""
+def compare(run_dirs: list[str | Path], out: str | Path, split: str = "test", num_resamples: int = 2000,
+            every: int | None = None, limit: int | None = None) -> Path:
+    """Load every run's evaluation (of the subset ``every``/``limit`` when given) and write the report;
+    returns the path of report.md."""
     if not run_dirs:
         raise DGMError("no run directories given")
-    evaluations = [load_evaluation(r, split) for r in run_dirs]
+    evaluations = [load_evaluation(r, split, every, limit) for r in run_dirs]
     return write_report(evaluations, Path(out), num_resamples)
 
 
@@ -298,10 +306,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, required=True, help="folder for report.md, tables and figures")
     parser.add_argument("--split", default="test", choices=["train", "val", "test"])
     parser.add_argument("--bootstrap", type=int, default=2000, help="paired bootstrap resamples (default: 2000)")
+    parser.add_argument("--every", type=int, default=None, metavar="S",
+                        help="compare the evaluations of every S-th example (default: the whole split's, or the "
+                             "only subset evaluated)")
+    parser.add_argument("--limit", type=int, default=None, metavar="N", help="... of the first N examples")
     args = parser.parse_args(argv)
     if args.bootstrap < 100:
         raise DGMError(f"--bootstrap must be at least 100, got {args.bootstrap}")
-    path = compare(args.run_dirs, args.out, args.split, args.bootstrap)
+    check_output_dir(args.out, "--out")
+    path = compare(args.run_dirs, args.out, args.split, args.bootstrap, args.every, args.limit)
     print(f"report: {path}")
     return 0
 

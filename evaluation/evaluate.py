@@ -34,7 +34,8 @@ import torch
 from core.config import OneLineErrorParser, add_prefixed_arguments, prefixed_values
 from core.device import THREADS_HELP, resolve_device, set_threads
 from core.errors import DGMError, run_cli
-from core.run_dir import SCHEMA_VERSION, atomic_write_text, provenance, write_json
+from core.run_dir import SCHEMA_VERSION, atomic_write_text, provenance, read_json, write_json
+from core.run_lock import RunLock
 from core.seeding import stable_seed
 from core.units import bits_per_dim
 from evaluation import ESTIMATORS
@@ -42,6 +43,7 @@ from evaluation.ais import AISOptions
 from evaluation.diagnostics import standard_error
 from evaluation.estimator_registry import EstimateRequest, EstimatorSpec, validated
 from evaluation.program import Program
+from evaluation.result_files import result_paths
 from evaluation.sample_passes import check_estimates, check_num_samples, reduce_pass
 from inference.objectives.trace_checks import ExampleUnit
 from inference.training.load_run import LoadedRun, load_run
@@ -106,13 +108,16 @@ def evaluate_model(model: Any, x: torch.Tensor, estimators: Sequence[str], num_s
                    chunk_size: int | None = None, seed: int = 0, example_ids: Sequence[int] | None = None,
                    log: Callable[[str], None] | None = print, options: Mapping[str, Any] | None = None,
                    joint: bool | str = False, ais_options: AISOptions | None = None,
-                   ais_pilot_chains: int | None = None) -> tuple[dict[str, dict[str, Any]], list[Row]]:
+                   ais_pilot_chains: int | None = None,
+                   on_result: Callable[[str, int, dict[str, Any], list[Row]], None] | None = None,
+                   ) -> tuple[dict[str, dict[str, Any]], list[Row]]:
     """Every estimator at every K on data ``x`` of the story ``model``: (summaries {name: {str(K): entry}},
     per-example rows).
 
     ``example_ids``: the examples' indices in their split (default 0..N-1), written to the rows (in a joint
     mode the units are numbered 0..U-1 instead). ``options``: {estimator name: its options dataclass}
-    (defaults where absent). ``dim``: dimensions of one example (bits/dim)."""
+    (defaults where absent). ``dim``: dimensions of one example (bits/dim). ``on_result(name, K, entry, rows)``
+    is called as soon as each estimate is complete (``evaluate_run`` writes it then)."""
     for k in num_samples:
         check_num_samples(k)
     specs = check_estimators(model, estimators, joint)
@@ -132,9 +137,11 @@ def evaluate_model(model: Any, x: torch.Tensor, estimators: Sequence[str], num_s
                           ess if use_diag else None)
         entry.update(extras or {})
         summaries.setdefault(spec.name, {})[str(k)] = entry
-        for i, v in enumerate(est.tolist()):
-            rows.append((unit_ids[i], spec.name, k, float(v), float(khat[i]) if use_diag else None,
-                         float(ess[i]) if use_diag else None))
+        new_rows = [(unit_ids[i], spec.name, k, float(v), float(khat[i]) if use_diag else None,
+                     float(ess[i]) if use_diag else None) for i, v in enumerate(est.tolist())]
+        rows.extend(new_rows)
+        if on_result is not None:
+            on_result(spec.name, k, entry, new_rows)
         if log is not None:
             diag = (f"  k-hat mean {entry['khat']['mean']:.2f}, {100 * entry['khat']['frac_above_0.7']:.0f}% > 0.7"
                     if "khat" in entry else "")
@@ -199,42 +206,64 @@ def evaluate_run(run: LoadedRun, split: str = "test", estimators: Sequence[str] 
     if x.shape[0] == 0:
         raise DGMError(f"the {split} split of {run.config['dataset']} is empty: nothing to evaluate")
     device = device or torch.device("cpu")
-    run.model.to(device)
-    x = x.to(device)
-    summaries, rows = evaluate_model(run.model, x, names, list(num_samples), run.dataset.spec.dim, chunk_size, seed,
-                                     ids.tolist(), options=options, joint=unit.joint, ais_options=ais_options,
-                                     ais_pilot_chains=ais_pilot_chains)
-    path = run.run_dir / f"eval_{split}.json"
-    examples = run.run_dir / f"eval_{split}_examples.csv"
-    result = json.loads(path.read_text()) if path.is_file() else {}
-    if (result.get("n_examples") != x.shape[0] or result.get("every", 1) != every
-            or result.get("checkpoint_epoch") != run.epoch or result.get("joint", False) != unit.joint):
-        result, previous = {}, []  # other examples or another checkpoint: start afresh rather than mix
-    else:
-        previous = read_examples(examples)
-    result.update({"schema_version": SCHEMA_VERSION, "run": str(run.run_dir), "model": run.config["model"],
-                   "dataset": run.config["dataset"], "split": split, "n_examples": int(x.shape[0]),
-                   "every": every, "limit": limit, "joint": unit.joint, "estimate_of": unit.describe(),
-                   "checkpoint_epoch": run.epoch, "provenance": provenance(device)})
-    result.setdefault("estimators", {})
-    for name, by_k in summaries.items():
-        result["estimators"].setdefault(name, {}).update(by_k)
-    write_json(path, result)
-    _write_examples(examples, previous, rows)
+    path, examples = result_paths(run.run_dir, split, every, limit, unit.joint)
+    with RunLock(run.run_dir, "evaluating"):  # one writer of the run's result files
+        result, previous = _existing(path, examples, x.shape[0], run.epoch)  # read (and checked) before any work
+        result.update({"schema_version": SCHEMA_VERSION, "run": str(run.run_dir), "model": run.config["model"],
+                       "dataset": run.config["dataset"], "split": split, "n_examples": int(x.shape[0]),
+                       "every": every, "limit": limit, "joint": unit.joint, "estimate_of": unit.describe(),
+                       "checkpoint_epoch": run.epoch, "provenance": provenance(device)})
+        result.setdefault("estimators", {})
+        rows: list[Row] = []
+
+        def save(name: str, k: int, entry: dict[str, Any], new_rows: list[Row]) -> None:
+            """Write each estimate as soon as it exists: a later failure (or Ctrl-C) keeps the finished ones."""
+            result["estimators"].setdefault(name, {})[str(k)] = entry
+            rows.extend(new_rows)
+            write_json(path, result)
+            _write_examples(examples, previous, rows)
+
+        run.model.to(device)
+        evaluate_model(run.model, x.to(device), names, list(num_samples), run.dataset.spec.dim, chunk_size, seed,
+                       ids.tolist(), options=options, joint=unit.joint, ais_options=ais_options,
+                       ais_pilot_chains=ais_pilot_chains, on_result=save)
+    subset = f"every {every}th" if every > 1 else "all"
+    print(f"evaluated {x.shape[0]} {split} examples ({subset}{f', the first {limit}' if limit else ''}) of "
+          f"{run.run_dir}; wrote {path.name} and {examples.name}", flush=True)
     return result
 
 
+def _existing(path: Path, examples: Path, n: int, epoch: int) -> tuple[dict[str, Any], list[Row]]:
+    """The results already in ``path``/``examples`` that new estimates merge into, read before the work so
+    that an unreadable file is refused before minutes of computing, not after. Results of another checkpoint
+    or another number of examples are replaced (and the replacement said)."""
+    if not path.is_file():
+        return {}, []
+    result = read_json(path, "evaluation result")
+    if result.get("n_examples") != n or result.get("checkpoint_epoch") != epoch:
+        print(f"{path.name} holds results of {result.get('n_examples')} examples of the checkpoint of epoch "
+              f"{result.get('checkpoint_epoch')}: replacing them with this evaluation ({n} examples, epoch {epoch})",
+              flush=True)
+        return {}, []
+    return result, read_examples(examples)
+
+
 def read_examples(path: Path) -> list[Row]:
-    """Rows of an ``eval_<split>_examples.csv`` (k-hat and ESS None where absent)."""
+    """Rows of an ``eval_<split>_examples.csv`` (k-hat and ESS None where absent); a damaged file is a
+    one-line error."""
     if not path.is_file():
         return []
 
     def number(value: str | None) -> float | None:
         return float(value) if value not in (None, "") else None
 
-    with path.open(newline="") as handle:
-        return [(int(r["example_id"]), r["estimator"], int(r["K"]), float(r["log_likelihood"]),
-                 number(r.get("khat")), number(r.get("ess"))) for r in csv.DictReader(handle)]
+    try:
+        with path.open(newline="") as handle:
+            return [(int(r["example_id"]), r["estimator"], int(r["K"]), float(r["log_likelihood"]),
+                     number(r.get("khat")), number(r.get("ess"))) for r in csv.DictReader(handle)]
+    except (KeyError, ValueError, TypeError, UnicodeDecodeError, csv.Error) as exc:
+        raise DGMError(f"{path} is damaged ({type(exc).__name__}: {exc}); delete it or move it away and evaluate "
+                       "again") from None
 
 
 def _write_examples(path: Path, previous: list[Row], rows: list[Row]) -> None:
