@@ -42,6 +42,7 @@ import torch
 from core.config import OneLineErrorParser
 from core.device import THREADS_HELP, resolve_device, set_threads
 from core.errors import DGMError, run_cli
+from core.run_lock import RunLock
 from core.run_dir import SCHEMA_VERSION, provenance, write_json
 from core.seeding import seed_everything
 from evaluation.ais import (
@@ -172,30 +173,31 @@ def bdmc_run(run: Any, n: int, num_chains: int, options: AISOptions, *, split: s
              log: Callable[[str], None] | None = print) -> dict[str, Any]:
     """BDMC on ``n`` examples simulated from a loaded run's model; writes and returns ``bdmc.json``
     (``pilot_chains`` overrides ``options.pilot_chains``)."""
-    if pilot_chains is not None:
-        options = replace(options, pilot_chains=pilot_chains)
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise DGMError(f"-n must be at least 1, got {n}")
-    device = device or torch.device("cpu")
-    x_like = run.dataset.split(split)[:n].to(device)
-    if x_like.shape[0] < n:
-        raise DGMError(f"-n {n} exceeds the {x_like.shape[0]} examples of the {split} split used as templates")
-    run.model.to(device)
-    seed_everything(seed)
-    start = time.perf_counter()
-    result = bidirectional_monte_carlo(run.model.model, x_like, num_chains, options, chunk_size=chunk_size)
-    seconds = time.perf_counter() - start
-    out = {"schema_version": SCHEMA_VERSION, "run": str(run.run_dir), "model": run.config["model"],
-           "dataset": run.config["dataset"], "checkpoint_epoch": run.epoch, "n": n, "chains": num_chains,
-           "pilot_chains": options.pilot_chains, "seed": seed, "options": options.as_dict(),
-           **summary(result, run.dataset.spec.dim), "seconds": seconds, "provenance": provenance(device)}
-    write_json(run.run_dir / "bdmc.json", out)
-    if log is not None:
-        log(f"BDMC on {n} simulated examples, {num_chains} chains, {options.num_steps} {options.schedule} steps: "
-            f"lower {out['lower']['mean']:.3f} ± {out['lower']['se']:.3f}, upper {out['upper']['mean']:.3f} ± "
-            f"{out['upper']['se']:.3f}, gap {out['gap']['mean']:.3f} ± {out['gap']['se']:.3f} nats "
-            f"({out['gap']['bpd']:.5f} bits/dim), {seconds:.1f}s")
-    return out
+    with RunLock(run.run_dir, "running BDMC"):  # one writer of the run's files; refused before any work
+        if pilot_chains is not None:
+            options = replace(options, pilot_chains=pilot_chains)
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise DGMError(f"-n must be at least 1, got {n}")
+        device = device or torch.device("cpu")
+        x_like = run.dataset.split(split)[:n].to(device)
+        if x_like.shape[0] < n:
+            raise DGMError(f"-n {n} exceeds the {x_like.shape[0]} examples of the {split} split used as templates")
+        run.model.to(device)
+        seed_everything(seed)
+        start = time.perf_counter()
+        result = bidirectional_monte_carlo(run.model.model, x_like, num_chains, options, chunk_size=chunk_size)
+        seconds = time.perf_counter() - start
+        out = {"schema_version": SCHEMA_VERSION, "run": str(run.run_dir), "model": run.config["model"],
+               "dataset": run.config["dataset"], "checkpoint_epoch": run.epoch, "n": n, "chains": num_chains,
+               "pilot_chains": options.pilot_chains, "seed": seed, "options": options.as_dict(),
+               **summary(result, run.dataset.spec.dim), "seconds": seconds, "provenance": provenance(device)}
+        write_json(run.run_dir / "bdmc.json", out)
+        if log is not None:
+            log(f"BDMC on {n} simulated examples, {num_chains} chains, {options.num_steps} {options.schedule} steps: "
+                f"lower {out['lower']['mean']:.3f} ± {out['lower']['se']:.3f}, upper {out['upper']['mean']:.3f} ± "
+                f"{out['upper']['se']:.3f}, gap {out['gap']['mean']:.3f} ± {out['gap']['se']:.3f} nats "
+                f"({out['gap']['bpd']:.5f} bits/dim), {seconds:.1f}s")
+        return out
 
 
 def add_run_arguments(parser: argparse.ArgumentParser) -> None:

@@ -31,6 +31,7 @@ import torch
 from core.config import OneLineErrorParser
 from core.device import THREADS_HELP, resolve_device, set_threads
 from core.errors import DGMError, run_cli
+from core.run_lock import RunLock
 from core.run_dir import SCHEMA_VERSION, provenance, write_json
 from core.seeding import stable_seed
 from evaluation.ais import AISOptions, add_ais_arguments, ais_options, run_ais
@@ -80,66 +81,67 @@ def gan_likelihood(run: Any, sigmas: Sequence[float] = DEFAULT_SIGMAS, *, val_li
     split; BDMC: ``bdmc_n`` (default ``limit``) examples simulated from the model (0: skip BDMC).
     ``pilot_chains`` overrides ``options.pilot_chains``. Each stage's noise is seeded from
     ``stable_seed("gan_likelihood", seed, stage, ...)``."""
-    options = options or AISOptions()
-    if pilot_chains is not None:
-        options = dataclasses.replace(options, pilot_chains=pilot_chains)
-    options.validate()
-    check_num_samples(num_chains)
-    if not sigmas:
-        raise DGMError("--sigmas needs at least one value")
-    for name, value in (("--val-limit", val_limit), ("--limit", limit)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise DGMError(f"{name} must be at least 1, got {value}")
-    bdmc_n = limit if bdmc_n is None else bdmc_n
-    if isinstance(bdmc_n, bool) or not isinstance(bdmc_n, int) or bdmc_n < 0:
-        raise DGMError(f"--bdmc-n must be >= 0, got {bdmc_n}")
-    models = {float(s): gaussian_gan(run, s) for s in sigmas}  # every sigma checked before any costly work
-    device = device or torch.device("cpu")
-    dim = run.dataset.spec.dim
-    val = run.dataset.split("val")[:val_limit].to(device)
-    test = run.dataset.split("test")[:limit].to(device)
-    say = log or (lambda _: None)
+    with RunLock(run.run_dir, "measuring the GAN's likelihood"):  # one writer of the run's files; refused before any work
+        options = options or AISOptions()
+        if pilot_chains is not None:
+            options = dataclasses.replace(options, pilot_chains=pilot_chains)
+        options.validate()
+        check_num_samples(num_chains)
+        if not sigmas:
+            raise DGMError("--sigmas needs at least one value")
+        for name, value in (("--val-limit", val_limit), ("--limit", limit)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise DGMError(f"{name} must be at least 1, got {value}")
+        bdmc_n = limit if bdmc_n is None else bdmc_n
+        if isinstance(bdmc_n, bool) or not isinstance(bdmc_n, int) or bdmc_n < 0:
+            raise DGMError(f"--bdmc-n must be >= 0, got {bdmc_n}")
+        models = {float(s): gaussian_gan(run, s) for s in sigmas}  # every sigma checked before any costly work
+        device = device or torch.device("cpu")
+        dim = run.dataset.spec.dim
+        val = run.dataset.split("val")[:val_limit].to(device)
+        test = run.dataset.split("test")[:limit].to(device)
+        say = log or (lambda _: None)
 
-    selection = []
-    for sigma, model in models.items():
-        model.to(device)
-        torch.manual_seed(stable_seed("gan_likelihood", seed, "validation", sigma))
+        selection = []
+        for sigma, model in models.items():
+            model.to(device)
+            torch.manual_seed(stable_seed("gan_likelihood", seed, "validation", sigma))
+            start = time.perf_counter()
+            result = run_ais(model.model, val, num_chains, options, chunk_size)
+            entry = {"sigma": sigma, **_stats(result.estimates, dim), "seconds": time.perf_counter() - start,
+                     "acceptance": float(result.acceptance.mean())}
+            selection.append(entry)
+            say(f"sigma {sigma:<8g} validation NLL {entry['nll']:10.3f} ± {entry['se']:.3f} nats "
+                f"({entry['bpd']:.4f} bits/dim)  {entry['seconds']:.1f}s")
+        best = max(selection, key=lambda e: e["log_likelihood"])
+        sigma = best["sigma"]
+        model = models[sigma]
+
+        torch.manual_seed(stable_seed("gan_likelihood", seed, "test"))
         start = time.perf_counter()
-        result = run_ais(model.model, val, num_chains, options, chunk_size)
-        entry = {"sigma": sigma, **_stats(result.estimates, dim), "seconds": time.perf_counter() - start,
-                 "acceptance": float(result.acceptance.mean())}
-        selection.append(entry)
-        say(f"sigma {sigma:<8g} validation NLL {entry['nll']:10.3f} ± {entry['se']:.3f} nats "
-            f"({entry['bpd']:.4f} bits/dim)  {entry['seconds']:.1f}s")
-    best = max(selection, key=lambda e: e["log_likelihood"])
-    sigma = best["sigma"]
-    model = models[sigma]
+        result = run_ais(model.model, test, num_chains, options, chunk_size)
+        test_entry = {"n": int(test.shape[0]), **_stats(result.estimates, dim), "seconds": time.perf_counter() - start,
+                      "acceptance": float(result.acceptance.mean())}
+        say(f"sigma {sigma:g}: test NLL {test_entry['nll']:.3f} ± {test_entry['se']:.3f} nats "
+            f"({test_entry['bpd']:.4f} bits/dim), AIS K={num_chains}, {options.num_steps} {options.schedule} steps")
 
-    torch.manual_seed(stable_seed("gan_likelihood", seed, "test"))
-    start = time.perf_counter()
-    result = run_ais(model.model, test, num_chains, options, chunk_size)
-    test_entry = {"n": int(test.shape[0]), **_stats(result.estimates, dim), "seconds": time.perf_counter() - start,
-                  "acceptance": float(result.acceptance.mean())}
-    say(f"sigma {sigma:g}: test NLL {test_entry['nll']:.3f} ± {test_entry['se']:.3f} nats "
-        f"({test_entry['bpd']:.4f} bits/dim), AIS K={num_chains}, {options.num_steps} {options.schedule} steps")
+        bdmc_entry: dict[str, Any] | None = None
+        if bdmc_n:
+            torch.manual_seed(stable_seed("gan_likelihood", seed, "bdmc"))
+            x_like = run.dataset.split("test")[:bdmc_n].to(device)
+            start = time.perf_counter()
+            bdmc = bidirectional_monte_carlo(model.model, x_like, num_chains, options, chunk_size=chunk_size)
+            bdmc_entry = {"n": int(x_like.shape[0]), **summary(bdmc, dim), "seconds": time.perf_counter() - start}
+            say(f"BDMC gap on {bdmc_entry['n']} simulated examples: {bdmc_entry['gap']['mean']:.3f} ± "
+                f"{bdmc_entry['gap']['se']:.3f} nats ({bdmc_entry['gap']['bpd']:.5f} bits/dim)")
 
-    bdmc_entry: dict[str, Any] | None = None
-    if bdmc_n:
-        torch.manual_seed(stable_seed("gan_likelihood", seed, "bdmc"))
-        x_like = run.dataset.split("test")[:bdmc_n].to(device)
-        start = time.perf_counter()
-        bdmc = bidirectional_monte_carlo(model.model, x_like, num_chains, options, chunk_size=chunk_size)
-        bdmc_entry = {"n": int(x_like.shape[0]), **summary(bdmc, dim), "seconds": time.perf_counter() - start}
-        say(f"BDMC gap on {bdmc_entry['n']} simulated examples: {bdmc_entry['gap']['mean']:.3f} ± "
-            f"{bdmc_entry['gap']['se']:.3f} nats ({bdmc_entry['gap']['bpd']:.5f} bits/dim)")
-
-    out = {"schema_version": SCHEMA_VERSION, "run": str(run.run_dir), "model": run.config["model"],
-           "dataset": run.config["dataset"], "checkpoint_epoch": run.epoch, "estimator": "ais",
-           "chains": num_chains, "pilot_chains": options.pilot_chains, "options": options.as_dict(), "seed": seed,
-           "val_limit": int(val.shape[0]), "sigmas": selection, "best_sigma": sigma, "test": test_entry,
-           "bdmc": bdmc_entry, "provenance": provenance(device)}
-    write_json(run.run_dir / "gan_likelihood.json", out)
-    return out
+        out = {"schema_version": SCHEMA_VERSION, "run": str(run.run_dir), "model": run.config["model"],
+               "dataset": run.config["dataset"], "checkpoint_epoch": run.epoch, "estimator": "ais",
+               "chains": num_chains, "pilot_chains": options.pilot_chains, "options": options.as_dict(), "seed": seed,
+               "val_limit": int(val.shape[0]), "sigmas": selection, "best_sigma": sigma, "test": test_entry,
+               "bdmc": bdmc_entry, "provenance": provenance(device)}
+        write_json(run.run_dir / "gan_likelihood.json", out)
+        return out
 
 
 def main(argv: list[str] | None = None) -> int:

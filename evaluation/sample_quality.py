@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import math
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -39,8 +40,9 @@ from core.paths import check_output_dir
 from core.errors import DGMError, run_cli
 from evaluation.classifier import FeatureClassifier, get_classifier
 from inference.training.load_run import load_run
+from core.run_lock import RunLock
 from core.run_dir import SCHEMA_VERSION, provenance, write_json
-from core.device import resolve_device
+from core.device import THREADS_HELP, resolve_device, set_threads
 from data import load_dataset
 from matplotlib.figure import Figure
 
@@ -263,28 +265,29 @@ def run_sample_quality(run: Any, n: int | None = None, split: str = "test", seed
 
     if not hasattr(run, "model"):
         run = load_run(run, device=device or "cpu")
-    dataset = run.dataset
-    classifier = get_classifier(dataset.name, classifier_dir, str(dataset.directory))
-    cache = {} if cache is None else cache
-    ref = _reference(dataset, split, classifier, device, cache)
-    n = n or ref.features.shape[0]
-    result: dict[str, Any] = {
-        "schema_version": SCHEMA_VERSION, "run": str(run.run_dir), "model": run.config["model"],
-        "dataset": dataset.name, "representation": representation(dataset.spec.levels), "split": split,
-        "checkpoint_epoch": run.epoch, "n_samples": n, "n_reference": int(ref.features.shape[0]), "seed": seed,
-        "classifier": classifier.summary(),
-        "samples": model_sample_quality(run.model, dataset, n, split, seed, classifier, bootstrap=bootstrap,
-                                        device=device, cache=cache),
-    }
-    if floor:
-        result["floor"] = floor_sample_quality(dataset, n, split, seed, classifier, bootstrap=bootstrap,
-                                               device=device, cache=cache)
-    result["reference"] = class_statistics(ref.probs)
-    result["provenance"] = provenance(device)
-    if write:
-        write_json(Path(run.run_dir) / f"sample_quality_{split}.json", result)
-        save_class_histograms(result, Path(run.run_dir) / f"class_histogram_{split}.png")
-    return result
+    with RunLock(run.run_dir, "measuring sample quality") if write else nullcontext():  # one writer of the run's files
+        dataset = run.dataset
+        classifier = get_classifier(dataset.name, classifier_dir, str(dataset.directory))
+        cache = {} if cache is None else cache
+        ref = _reference(dataset, split, classifier, device, cache)
+        n = n or ref.features.shape[0]
+        result: dict[str, Any] = {
+            "schema_version": SCHEMA_VERSION, "run": str(run.run_dir), "model": run.config["model"],
+            "dataset": dataset.name, "representation": representation(dataset.spec.levels), "split": split,
+            "checkpoint_epoch": run.epoch, "n_samples": n, "n_reference": int(ref.features.shape[0]), "seed": seed,
+            "classifier": classifier.summary(),
+            "samples": model_sample_quality(run.model, dataset, n, split, seed, classifier, bootstrap=bootstrap,
+                                            device=device, cache=cache),
+        }
+        if floor:
+            result["floor"] = floor_sample_quality(dataset, n, split, seed, classifier, bootstrap=bootstrap,
+                                                   device=device, cache=cache)
+        result["reference"] = class_statistics(ref.probs)
+        result["provenance"] = provenance(device)
+        if write:
+            write_json(Path(run.run_dir) / f"sample_quality_{split}.json", result)
+            save_class_histograms(result, Path(run.run_dir) / f"class_histogram_{split}.png")
+        return result
 
 
 def save_class_histograms(result: dict[str, Any], path: Path) -> None:
@@ -340,7 +343,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-dir", default=None, help="data directory for --dataset")
     parser.add_argument("--checkpoint", default="best", choices=["best", "last"])
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    parser.add_argument("--threads", type=int, default=None, help=THREADS_HELP)
     args = parser.parse_args(argv)
+    set_threads(args.threads)
     if not args.run_dirs and not args.dataset:
         raise DGMError("give run directories and/or --dataset NAME (for the floor alone)")
     if args.n is not None and not 4 <= args.n <= MAX_SAMPLES:

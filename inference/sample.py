@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from core.config import OneLineErrorParser
-from core.device import resolve_device
+from core.device import THREADS_HELP, resolve_device, set_threads
 from core.errors import DGMError, run_cli
 from core.paths import check_output_file
 from core.run_lock import RunLock
@@ -49,7 +49,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="best.pt (best validation objective) or checkpoint.pt (the last epoch) (default: best)")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
                         help="auto uses a GPU when there is one (default: auto)")
+    parser.add_argument("--threads", type=int, default=None, help=THREADS_HELP)
     args = parser.parse_args(argv)
+    set_threads(args.threads)
     if not 1 <= args.n <= MAX_SAMPLES:
         raise DGMError(f"-n must be in 1..{MAX_SAMPLES}, got {args.n}")
     if not 0 <= args.seed < 2 ** 32:

@@ -18,6 +18,7 @@ from evaluation.diagnostics import standard_error
 from evaluation.estimators import importance_sampled, log_mean_exp, naive_monte_carlo
 from evaluation.evaluate import main as evaluate_main
 from models.ppca import PPCA, PPCAConfig
+from evaluation.result_files import result_paths
 from tests.conftest import cli
 
 Z = 4.0
@@ -197,7 +198,7 @@ def test_ais_is_registered_and_runs_from_the_evaluate_command(tmp_path, capsys):
     code, _, err = cli(evaluate_main, [run, "--estimators", "ais", "--num-samples", "3", "--ais-steps", "5",
                                          "--ais-schedule", "linear", "--ais-leapfrog", "2", "--limit", "4"], capsys)
     assert code == 0, err
-    entry = json.loads((run / "eval_test.json").read_text())["estimators"]["ais"]["3"]
+    entry = json.loads(result_paths(run, "test", limit=4)[0].read_text())["estimators"]["ais"]["3"]
     assert entry["steps"] == 5 and entry["schedule"] == "linear" and entry["leapfrog_steps"] == 2
     assert entry["nll"] == pytest.approx(-entry["log_likelihood"]) and 0 <= entry["acceptance"] <= 1
     for bad, message in ((["--ais-steps", "0"], "at least 1 annealing step"),

@@ -12,12 +12,18 @@ import pandas as pd
 import pytest
 
 from core.errors import run_cli
-from evaluation.compare import main as compare_main
+from evaluation.compare import load_evaluation, main as compare_main, write_report
 from evaluation.evaluate import main as evaluate_main
 from inference.train import main as train_main
+from evaluation.result_files import result_paths
 from tests.conftest import cli
 
 KS = ["1", "10", "100"]
+LIMIT = 40  # the fixture evaluates the first 40 test images: files eval_test_limit40.json / _examples.csv
+
+
+def _summary(run: Path, every: int = 1, limit: int | None = LIMIT) -> dict:
+    return json.loads(result_paths(run, "test", every, limit)[0].read_text())
 
 
 def _train(out: Path, *options: str) -> Path:
@@ -40,12 +46,12 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return out
 
 
-def _rows(run: Path) -> list[dict[str, str]]:
-    return list(csv.DictReader((run / "eval_test_examples.csv").open()))
+def _rows(run: Path, every: int = 1, limit: int | None = LIMIT) -> list[dict[str, str]]:
+    return list(csv.DictReader(result_paths(run, "test", every, limit)[1].open()))
 
 
 def test_eval_json_follows_the_conventions(runs):
-    result = json.loads((runs["vae"] / "eval_test.json").read_text())
+    result = _summary(runs["vae"])
     assert result["schema_version"] == 1 and result["split"] == "test" and result["n_examples"] == 40
     assert set(result["estimators"]) == {"naive_monte_carlo", "elbo", "importance_sampled"}
     for name, by_k in result["estimators"].items():
@@ -56,7 +62,7 @@ def test_eval_json_follows_the_conventions(runs):
             assert entry["se"] > 0 and entry["seconds"] >= 0
             assert ("khat" in entry) == (int(k) >= 100 and name != "elbo")
     assert 0 <= result["estimators"]["importance_sampled"]["100"]["khat"]["frac_above_0.7"] <= 1
-    ppca = json.loads((runs["ppca"] / "eval_test.json").read_text())
+    ppca = _summary(runs["ppca"])
     assert "exact" not in ppca["estimators"]  # dequantized images: no closed form
 
 
@@ -90,18 +96,24 @@ def test_evaluations_merge_and_restart_on_other_examples(runs, tmp_path, capsys)
     shutil.copytree(runs["vae"], run)
     code, out, err = cli(evaluate_main, [run, "--num-samples", "3", "--limit", "40", "--estimators", "elbo"], capsys)
     assert code == 0, err
-    result = json.loads((run / "eval_test.json").read_text())
-    assert list(result["estimators"]["elbo"]) == KS + ["3"]  # merged
+    result = _summary(run)
+    assert list(result["estimators"]["elbo"]) == KS + ["3"]  # merged into the same subset's files
     assert len(_rows(run)) == 3 * len(KS) * 40 + 40
-    code, _, err = cli(evaluate_main, [run, "--num-samples", "2", "--every", "25", "--estimators", "elbo"], capsys)
+    whole = _summary(run, limit=None)  # the trainer's evaluation of the whole split is untouched
+    assert list(whole["estimators"]) == ["elbo"] and whole["n_examples"] > 40
+    code, out, err = cli(evaluate_main, [run, "--num-samples", "2", "--every", "25", "--estimators", "elbo"], capsys)
     assert code == 0, err
-    result = json.loads((run / "eval_test.json").read_text())
-    assert result["n_examples"] == 10 and list(result["estimators"]) == ["elbo"]  # other examples: afresh
-    assert [int(r["example_id"]) for r in _rows(run)] == list(range(0, 250, 25))  # indices into the split
+    result = _summary(run, every=25, limit=None)
+    assert result["n_examples"] == 10 and list(result["estimators"]) == ["elbo"]  # another subset: its own files
+    assert "evaluated 10 test examples (every 25th)" in out and "eval_test_every25.json" in out  # says how many and where it wrote
+    assert [int(r["example_id"]) for r in _rows(run, every=25, limit=None)] == list(range(0, 250, 25))
+    assert list(_summary(run)["estimators"]["elbo"]) == KS + ["3"]  # the first 40 images' results are kept
+    assert _summary(run, limit=None) == whole
 
 
 def test_compare_writes_report_tables_and_figures(runs, tmp_path, capsys):
-    code, out, err = cli(compare_main, [runs["vae"], runs["ppca"], "--out", tmp_path / "cmp"], capsys)
+    code, out, err = cli(compare_main, [runs["vae"], runs["ppca"], "--limit", "40", "--out", tmp_path / "cmp"],
+                         capsys)
     assert code == 0, err
     report = (tmp_path / "cmp" / "report.md").read_text()
     assert "| run | model | dataset | N | estimator | K | NLL (nats) | SE | bits/dim | k-hat mean |" in report
@@ -117,8 +129,7 @@ def test_compare_writes_report_tables_and_figures(runs, tmp_path, capsys):
     assert row["estimate A"] == row["estimate B"] == "importance_sampled K=100"
     assert row["95% low"] <= row["NLL(A) - NLL(B)"] <= row["95% high"]
     # the paired mean is the difference of the two runs' mean NLLs on the same 40 examples
-    nll = {r: json.loads((runs[r] / "eval_test.json").read_text())["estimators"]["importance_sampled"]["100"]["nll"]
-           for r in runs}
+    nll = {r: _summary(runs[r])["estimators"]["importance_sampled"]["100"]["nll"] for r in runs}
     assert row["NLL(A) - NLL(B)"] == pytest.approx(nll["vae"] - nll["ppca"], abs=1e-9)
 
 
@@ -127,9 +138,8 @@ def test_compare_refuses_to_pair_runs_on_other_examples(runs, tmp_path, capsys):
     shutil.copytree(runs["vae"], other)
     code, _, err = cli(evaluate_main, [other, "--num-samples", "100", "--limit", "30"], capsys)
     assert code == 0, err
-    code, _, err = cli(compare_main, [runs["ppca"], other, "--out", tmp_path / "cmp"], capsys)
-    assert code == 0, err
-    report = (tmp_path / "cmp" / "report.md").read_text()
+    report = write_report([load_evaluation(runs["ppca"], limit=40), load_evaluation(other, limit=30)],
+                          tmp_path / "cmp").read_text()
     assert "not compared: ppca vs vae_other: evaluated on different examples (40 vs 30)" in report
 
 
@@ -206,7 +216,7 @@ def test_joint_mode_measures_the_split_as_one_example_and_says_so(tmp_path):
     truth = float(torch.distributions.MultivariateNormal(torch.zeros(20, dtype=torch.float64), cov).log_prob(x.reshape(-1)))
     assert entry["log_likelihood"] == pytest.approx(truth, abs=1e-9) and entry["se"] == 0.0
     assert entry["bpd"] == pytest.approx(-truth / (20 * math.log(2)))  # the unit has N D = 20 dimensions
-    rows = list(csv.DictReader((tmp_path / "eval_test_examples.csv").open()))
+    rows = list(csv.DictReader(result_paths(tmp_path, "test", joint=True)[1].open()))
     assert [(r["example_id"], r["estimator"]) for r in rows] == [("0", "elbo"), ("0", "importance_sampled")]
     with pytest.raises(DGMError, match="ais has no joint mode"):
         evaluate_run(run, "test", ["ais"], [4], joint=True)

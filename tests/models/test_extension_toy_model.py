@@ -18,6 +18,7 @@ from inference.train import main as train_main
 from inference.training.load_run import load_run
 from models.base import GenerativeModel
 from models.registry import MODELS, register_model
+from evaluation.result_files import result_paths
 from tests.conftest import cli
 from tests.models.story_harness import check_story
 
@@ -76,7 +77,7 @@ def test_a_registered_toy_family_trains_evaluates_and_reloads(toy_registered, tm
     assert json.loads((out / "eval_test.json").read_text())["estimators"]["elbo"]["1"]["nll"] > 0
     code, _, err = cli(evaluate_main, [str(out), "--num-samples", "10", "--limit", "20"], capsys)
     assert code == 0, err
-    estimators = json.loads((out / "eval_test.json").read_text())["estimators"]
+    estimators = json.loads(result_paths(out, "test", limit=20)[0].read_text())["estimators"]
     assert {"naive_monte_carlo", "elbo", "importance_sampled"} <= set(estimators)
     run = load_run(out)
     assert isinstance(run.model, ToyFactorModel)
