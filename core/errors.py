@@ -7,6 +7,7 @@ set) raises :class:`DGMError`. Command-line entry points run through :func:`run_
 from __future__ import annotations
 
 import errno
+import os
 import re
 import signal
 import sys
@@ -44,6 +45,25 @@ def resource_error(exc: BaseException) -> str | None:
     return None
 
 
+#: what torch.distributed's backends say when another process of the job died or stopped answering
+PEER_LOST = ("connection closed by peer", "connection reset by peer", "broken pipe", "timed out", "timeout",
+             "socket closed", "connection refused")
+
+
+def peer_error(exc: BaseException) -> str | None:
+    """Under torchrun (``RANK`` set), the one-line message of a collective that failed because another rank
+    died or hung (gloo/NCCL errors), or None. Every surviving rank prints its own line."""
+    rank = os.environ.get("RANK")
+    if rank is None or not isinstance(exc, RuntimeError):
+        return None
+    text = " ".join(str(exc).split()).lower()
+    if type(exc).__name__ not in ("DistBackendError", "DistNetworkError", "DistStoreError") and not (
+            ("gloo" in text or "nccl" in text or "c10d" in text) and any(p in text for p in PEER_LOST)):
+        return None
+    return (f"rank {rank}: another process of this torchrun job stopped or stopped answering; this rank stops too. "
+            "Checkpoints written so far are kept: start the job again with --resume")
+
+
 def run_cli(main: Callable[[list[str] | None], int | None], argv: list[str] | None = None) -> NoReturn:
     """Run ``main(argv)`` and exit: 0 on success, 2 on a :class:`DGMError` or an exhausted resource (disk,
     memory, permissions), 130 on Ctrl-C; the message is one line on stderr."""
@@ -57,7 +77,7 @@ def run_cli(main: Callable[[list[str] | None], int | None], argv: list[str] | No
         print("error: interrupted", file=sys.stderr)
         sys.exit(130)
     except (OSError, MemoryError, RuntimeError) as exc:
-        message = resource_error(exc)
+        message = resource_error(exc) or peer_error(exc)
         if message is None:
             raise
         print(f"error: {message}", file=sys.stderr)

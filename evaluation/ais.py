@@ -56,7 +56,7 @@ from core.config import add_prefixed_arguments, build_config, prefixed_values
 from core.errors import DGMError
 from evaluation.estimator_registry import Estimate, EstimateRequest, EstimatorSpec, register_estimator
 from evaluation.program import Program
-from evaluation.sample_passes import check_num_samples, log_mean_exp
+from evaluation.sample_passes import check_chunk_size, check_num_samples, log_mean_exp
 from inference.objectives.trace_checks import ExampleUnit, check_model_trace, example_frame, scored_sites, site_log_prob
 from models.protocols import DATA_PLATE
 
@@ -365,11 +365,6 @@ def check_model(model: Callable, x: torch.Tensor) -> None:
 def default_chunk_size(x: torch.Tensor, num_chains: int) -> int:
     """Examples per chunk so that the repeated data (n K, D) stays under ``ELEMENT_BUDGET`` elements."""
     return max(1, min(x.shape[0], ELEMENT_BUDGET // (num_chains * max(1, x[0].numel()))))
-
-
-def check_chunk_size(chunk_size: Any) -> None:
-    if chunk_size is not None and (isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1):
-        raise DGMError(f"the chunk size must be a positive integer, got {chunk_size!r}")
 
 
 def forward_chains(target: AnnealingTarget, num_chains: int, options: AISOptions, pilot_chains: int,

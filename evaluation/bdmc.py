@@ -53,14 +53,13 @@ from evaluation.ais import (
     add_ais_arguments,
     ais_options,
     anneal,
-    check_chunk_size,
     check_model,
     default_chunk_size,
     forward_chains,
     schedule_betas,
 )
 from evaluation.diagnostics import standard_error
-from evaluation.sample_passes import check_num_samples, log_mean_exp
+from evaluation.sample_passes import check_chunk_size, check_num_samples, log_mean_exp
 from core.units import bits_per_dim
 from inference.objectives.trace_checks import ExampleUnit, check_model_trace, scored_sites
 from inference.training.load_run import load_run

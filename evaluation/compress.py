@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import math
 
+from core.paths import check_output_file
 from core.config import OneLineErrorParser
 from core.device import resolve_device, set_threads
 from core.errors import run_cli
@@ -63,6 +64,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="VAEs: 2^b equal-prior-mass buckets per latent dimension "
                              f"(default: {DEFAULT_LATENT_BITS})")
     args = parser.parse_args(argv)
+    check_output_file(args.out, "--out")  # before minutes of coding, not after
     set_threads(args.threads)
     device = resolve_device(args.device)
     options = CoderOptions(batch_size=args.batch_size, lanes=args.lanes, latent_bits=args.latent_bits).validate()

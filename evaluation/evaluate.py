@@ -44,7 +44,7 @@ from evaluation.diagnostics import standard_error
 from evaluation.estimator_registry import EstimateRequest, EstimatorSpec, validated
 from evaluation.program import Program
 from evaluation.result_files import result_paths
-from evaluation.sample_passes import check_estimates, check_num_samples, reduce_pass
+from evaluation.sample_passes import check_chunk_size, check_estimates, check_num_samples, reduce_pass
 from inference.objectives.trace_checks import ExampleUnit
 from inference.training.load_run import LoadedRun, load_run
 
@@ -194,6 +194,9 @@ def evaluate_run(run: LoadedRun, split: str = "test", estimators: Sequence[str] 
     for k in num_samples:
         if isinstance(k, bool) or not isinstance(k, int) or k < 1:
             raise DGMError(f"--num-samples must be at least 1, got {k}")
+    check_chunk_size(chunk_size)
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2 ** 32:
+        raise DGMError(f"--seed must be an integer in 0..{2 ** 32 - 1}, got {seed!r}")
     x = run.dataset.split(split)
     if every < 1:
         raise DGMError(f"--every must be at least 1, got {every}")

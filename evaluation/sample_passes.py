@@ -53,6 +53,12 @@ def check_num_samples(num_samples: Any) -> int:
     return num_samples
 
 
+def check_chunk_size(chunk_size: Any) -> None:
+    """``chunk_size`` (``--chunk-size``): None (chosen from a memory budget) or a positive integer."""
+    if chunk_size is not None and (isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1):
+        raise DGMError(f"the chunk size (--chunk-size) must be a positive integer, got {chunk_size!r}")
+
+
 def log_mean_exp(lw: torch.Tensor) -> torch.Tensor:
     """log (1/K) sum_k exp(lw_k) over the last dimension, stable (log-sum-exp)."""
     return torch.logsumexp(lw, dim=-1) - math.log(lw.shape[-1])
@@ -139,6 +145,7 @@ def program_log_weight_chunks(program: Program, x: torch.Tensor, num_samples: in
     NaN or +inf log-weights, and a unit whose log-weights are all -inf (data outside the support of the
     model); a single -inf weight is legitimate (p(x | z) = 0 for that z)."""
     check_num_samples(num_samples)
+    check_chunk_size(chunk_size)
     program.check_data(x)
     if proposal == "guide" and program.guide is None:
         raise DGMError("this estimator samples the guide: pass a guide (naive_monte_carlo, exact and ais need none)")

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -34,3 +36,15 @@ def cli(main, argv, capsys) -> tuple[int, str, str]:
         run_cli(main, [str(a) for a in argv])
     captured = capsys.readouterr()
     return int(exit_info.value.code or 0), captured.out, captured.err
+
+
+HOLD_LOCK = ("import sys, time; from core.run_lock import RunLock\nwith RunLock(sys.argv[1], 'a test'):\n"
+             "    print('held', flush=True)\n    time.sleep(120)\n")
+
+
+def lock_holder(run: Path) -> subprocess.Popen:
+    """Another process holding ``run``'s lock (kill it when done): the second writer of the lock tests."""
+    proc = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(run)], cwd=Path(__file__).resolve().parents[1],
+                            stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "held"
+    return proc

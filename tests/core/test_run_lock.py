@@ -3,8 +3,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -13,17 +11,8 @@ import pytest
 from core.errors import DGMError
 from core.run_lock import RunLock
 from inference.train import main as train_main
-from tests.conftest import cli
+from tests.conftest import cli, lock_holder as _holder
 
-ROOT = Path(__file__).resolve().parents[2]
-HOLD = "import sys, time; from core.run_lock import RunLock\nwith RunLock(sys.argv[1], 'a test'):\n" \
-       "    print('held', flush=True)\n    time.sleep(120)\n"
-
-
-def _holder(run: Path) -> subprocess.Popen:
-    proc = subprocess.Popen([sys.executable, "-c", HOLD, str(run)], cwd=ROOT, stdout=subprocess.PIPE, text=True)
-    assert proc.stdout.readline().strip() == "held"
-    return proc
 
 
 def test_a_second_writer_is_refused_naming_the_holder_and_a_dead_holders_lock_is_recovered(tmp_path: Path) -> None:
