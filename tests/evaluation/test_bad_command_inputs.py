@@ -151,3 +151,9 @@ def test_a_command_writing_into_a_run_another_process_holds_is_refused(trained, 
         [b for b in before if not b.startswith(".lock")]
     code, _, err = cli(main, [run, *options], capsys)  # the dead holder's lock is recovered
     assert code == 0, err
+
+
+def test_sample_quality_says_when_the_fd_has_no_standard_error(tmp_path, capsys):
+    code, out, err = cli(quality_main, [tmp_path / "missing", "--bootstrap", "0"], capsys)
+    assert "--bootstrap 0: the FD is reported without its standard error" in out
+    assert code == 2 and err.count("\n") == 1  # and the missing run is still one line

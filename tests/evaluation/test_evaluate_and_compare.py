@@ -220,3 +220,20 @@ def test_joint_mode_measures_the_split_as_one_example_and_says_so(tmp_path):
     assert [(r["example_id"], r["estimator"]) for r in rows] == [("0", "elbo"), ("0", "importance_sampled")]
     with pytest.raises(DGMError, match="ais has no joint mode"):
         evaluate_run(run, "test", ["ais"], [4], joint=True)
+
+
+def test_compare_gives_no_verdict_from_non_finite_per_example_values(runs, tmp_path, capsys):
+    """A NaN in a per-example file (a damaged or hand-edited evaluation) is reported as not compared, never
+    as "neither (interval covers 0)"."""
+    broken = tmp_path / "vae_nan"
+    shutil.copytree(runs["vae"], broken)
+    per_example = result_paths(broken, "test", 1, LIMIT)[1]
+    frame = pd.read_csv(per_example)
+    frame.loc[(frame.estimator == "importance_sampled") & (frame.K == 100) & (frame.example_id == 3),
+              "log_likelihood"] = float("nan")
+    frame.to_csv(per_example, index=False)
+    code, _, err = cli(compare_main, [runs["ppca"], broken, "--limit", "40", "--out", tmp_path / "cmp"], capsys)
+    assert code == 0, err
+    report = (tmp_path / "cmp" / "report.md").read_text()
+    assert "ppca vs vae_nan: non-finite per-example values" in report
+    assert "vae_nan" not in (tmp_path / "cmp" / "differences.csv").read_text()  # no difference row for the pair
