@@ -35,7 +35,7 @@ from benchmarks.results_rows import append_rows, results_row
 from core.device import resolve_device
 from core.config import OneLineErrorParser
 from core.errors import DGMError, run_cli
-from core.run_dir import CHECKPOINT, CONFIG, load_checkpoint, read_config
+from core.run_dir import CHECKPOINT, CONFIG, METRICS, MetricsLog, load_checkpoint, read_config
 from evaluation.evaluate import evaluate_run
 from inference.train import main as train_main
 from inference.training.load_run import load_run
@@ -188,11 +188,32 @@ def run_preset(preset: Preset, out: Path, *, device: str = "auto", budget_epochs
     se = entry["se"] if preset.unit == "nats" else entry["se"] / (run.dataset.spec.dim * 0.6931471805599453)
     summary = {"preset": preset.name, "paper": preset.paper, "reported": preset.reported, "unit": preset.unit,
                "ours": ours, "se": se, "estimator": preset.estimator, "K": k, "epochs": done, "of_epochs": total,
-               "best_epoch": run.epoch, "changes": changes, "n_examples": result["n_examples"]}
+               "best_epoch": run.epoch, "changes": changes, "n_examples": result["n_examples"],
+               "curve": validation_curve(out)}
     print(f"{preset.name}: {preset.paper}: paper {preset.reported:g} {preset.unit}, ours {ours:.4f} ± {se:.4f} "
           f"({preset.estimator}, K = {k}, {result['n_examples']} {preset.split} images, best.pt of epoch "
-          f"{run.epoch}, {done}/{total} epochs{', changes: ' + json.dumps(changes) if changes else ''})", flush=True)
+          f"{run.epoch}, {done}/{total} epochs{', changes: ' + json.dumps(changes) if changes else ''}); "
+          f"{summary['curve']}", flush=True)
     return summary
+
+
+#: the validation columns of metrics.csv, in order of preference (the conventions' names)
+VALIDATION_COLUMNS = ("val_elbo", "val_log_likelihood", "val_bpd", "val_fd")
+
+
+def validation_curve(out: Path) -> str:
+    """The run's trajectory in one line: its validation objective at epochs 1, 2, 4, 8, ... and the last, and
+    the training wall time (sum of ``seconds``), e.g. ``val_elbo by epoch: 1 -160.2, 2 -131.0, 4 -118.7; 95 s``.
+    A budget run is then read with its slope, not only its end point."""
+    rows = MetricsLog(out / METRICS).rows() if (out / METRICS).is_file() else []
+    column = next((c for c in VALIDATION_COLUMNS if rows and rows[0].get(c) not in (None, "")), None)
+    if column is None:
+        return "no validation curve (metrics.csv has no validation column)"
+    epochs = [int(r["epoch"]) for r in rows]
+    marks = sorted({e for e in epochs if e & (e - 1) == 0} | {epochs[-1]})
+    values = {int(r["epoch"]): float(r[column]) for r in rows}
+    seconds = sum(float(r.get("seconds") or 0.0) for r in rows)
+    return f"{column} by epoch: " + ", ".join(f"{e} {values[e]:.2f}" for e in marks) + f"; {seconds:.0f} s of training"
 
 
 def _stopped_early(out: Path) -> bool:
@@ -244,7 +265,8 @@ def main(argv: list[str] | None = None) -> int:
             + (f" (every {args.eval_every}th)" if args.eval_every > 1 else ""),
             f"{summary['ours']:.4f} ± {summary['se']:.4f} {preset.unit} (paper {preset.reported:g}); "
             f"{summary['epochs']}/{summary['of_epochs']} epochs, best.pt of epoch {summary['best_epoch']}"
-            + (f"; changes {json.dumps(summary['changes'])}" if summary["changes"] else ""))])
+            + (f"; changes {json.dumps(summary['changes'])}" if summary["changes"] else "")
+            + f"; {summary['curve']}")])
     return 0
 
 

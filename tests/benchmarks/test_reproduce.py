@@ -18,7 +18,7 @@ def test_every_preset_trains_resumes_and_evaluates_with_its_estimator(name: str,
     code, stdout, err = cli(reproduce_main, [name, "--smoke", "--device", "cpu", "--out", out], capsys)
     assert code == 0, err
     preset = PRESETS[name]
-    assert f"paper {preset.reported:g} {preset.unit}" in stdout
+    assert f"paper {preset.reported:g} {preset.unit}" in stdout and " by epoch: 1 " in stdout
     config = json.loads((out / "config.json").read_text())
     assert config["model"] == preset.model
     for key, value in {**preset.options, **preset.smoke}.items():  # the preset's own options reached training
@@ -44,3 +44,16 @@ def test_options_and_resume_command_lines() -> None:
     argv = train_argv(preset, preset.options, Path("/nonexistent/run"), "cpu", 13)
     assert argv[:2] == ["vae", "--out"] and argv[argv.index("--epochs") + 1] == "13"
     assert argv[argv.index("--objective") + 1] == "iwae" and argv[argv.index("--num-particles") + 1] == "5"
+
+
+def test_the_validation_curve_reads_metrics_at_doubling_epochs_and_the_last(tmp_path: Path) -> None:
+    from benchmarks.reproduce import validation_curve
+    from core.run_dir import MetricsLog
+
+    log = MetricsLog(tmp_path / "metrics.csv")
+    for epoch in range(1, 7):
+        log.append({"epoch": epoch, "step": 10 * epoch, "train_loss": 1.0, "val_elbo": -100.0 - 10.0 / epoch,
+                    "seconds": 2.5})
+    assert validation_curve(tmp_path) == ("val_elbo by epoch: 1 -110.00, 2 -105.00, 4 -102.50, 6 -101.67; "
+                                          "15 s of training")
+    assert "no validation curve" in validation_curve(tmp_path / "missing")
