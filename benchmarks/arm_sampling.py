@@ -39,7 +39,8 @@ def describe(name: str, model: torch.nn.Module) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", nargs="+", default=["pixelcnn"],
-                        choices=["pixelcnn", "gated_pixelcnn", "causal_conv1d"])
+                        choices=["pixelcnn", "gated_pixelcnn", "causal_conv1d"],
+                        help="autoregressive models to time (default: pixelcnn)")
     parser.add_argument("-n", type=int, default=64, help="images per batch")
     parser.add_argument("--cached-repeats", type=int, default=3, help="cached timings (the median is reported)")
     parser.add_argument("--append", action="store_true", help="append one row per model to benchmarks/RESULTS.md")

@@ -184,7 +184,8 @@ def estimator_text(comparison: Comparison, blocks: int, peers: dict[str, ModuleT
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.peers", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rows", nargs="+", default=ROWS, choices=ROWS)
+    parser.add_argument("--rows", nargs="+", default=ROWS, choices=ROWS,
+                        help=f"comparisons to run (default: all): {', '.join(ROWS)}")
     parser.add_argument("--blocks", type=int, default=5, help="interleaved timed blocks per row (--quick: 1)")
     parser.add_argument("--data-dir", default=None, help="data directory of the binarized-MNIST test images")
     parser.add_argument("--quick", action="store_true", help="tiny sizes and one block (the test suite)")

@@ -186,8 +186,8 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"entries to measure (default: all): {', '.join(e.name for e in ENTRIES)}")
     parser.add_argument("--run", type=Path, action="append", default=[], metavar="RUN_DIR",
                         help="measure a trained run instead of the random-init entries (repeat)")
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--repeats", type=int, default=5, help="timed repetitions per entry (default: 5)")
+    parser.add_argument("--warmup", type=int, default=1, help="untimed warm-up runs per entry (default: 1)")
     parser.add_argument("--naive-pixels", type=int, default=8, help="steps timed for the naive ARM sampler")
     parser.add_argument("--naive-full", action="store_true", help="run the naive ARM sampler over all pixels")
     parser.add_argument("--append", action="store_true", help="append one row per entry to benchmarks/RESULTS.md")

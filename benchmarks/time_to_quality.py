@@ -163,11 +163,11 @@ def main(argv: list[str] | None = None) -> int:
     mode.add_argument("--from-run", type=Path, metavar="RUN_DIR", help="read an existing run's metrics.csv")
     mode.add_argument("--train", metavar="MODEL", help="train MODEL until the target is crossed")
     parser.add_argument("--metric", required=True, help="metrics.csv column, e.g. val_bpd or val_elbo")
-    parser.add_argument("--target", type=float, required=True)
+    parser.add_argument("--target", type=float, required=True, help="the value of --metric to reach")
     parser.add_argument("--direction", choices=["below", "above"], default=None,
                         help="crossing means <= target (below) or >= target (above); default from the metric name")
     parser.add_argument("--out", type=Path, help="run directory for --train (must be new or empty)")
-    parser.add_argument("--max-epochs", type=int, default=60)
+    parser.add_argument("--max-epochs", type=int, default=60, help="--train: give up after this many epochs (default: 60)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="a keyword option of inference.train.train (repeat)")
     parser.add_argument("--append", action="store_true", help="append the result row to benchmarks/RESULTS.md")
