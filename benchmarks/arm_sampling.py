@@ -19,6 +19,7 @@ import statistics
 import torch
 
 import models  # noqa: F401  (fills the registry)
+from core.config import OneLineErrorParser
 from benchmarks.results_rows import append_rows, results_row
 from benchmarks.timing import add_device_arguments, setup_device, timed
 from data.specs import DATASETS
@@ -37,7 +38,8 @@ def describe(name: str, model: torch.nn.Module) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = OneLineErrorParser(prog="python -m benchmarks.arm_sampling", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", nargs="+", default=["pixelcnn"],
                         choices=["pixelcnn", "gated_pixelcnn", "causal_conv1d"],
                         help="autoregressive models to time (default: pixelcnn)")

@@ -40,6 +40,7 @@ import torch
 from benchmarks.flops import network_flops, peak_gflops
 from benchmarks.results_rows import emit, print_table, results_row
 from benchmarks.timing import add_device_arguments, setup_device
+from core.config import OneLineErrorParser
 from core.errors import run_cli
 from inference.training.load_run import load_run
 import evaluation.estimators as estimators
@@ -88,8 +89,8 @@ def measure_once(run, x: torch.Tensor, num_samples: int, budget_log2: int, estim
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.eval_throughput", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = OneLineErrorParser(prog="python -m benchmarks.eval_throughput", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run_dir", type=Path, help="a run directory written by inference.train")
     parser.add_argument("--num-samples", type=int, default=5000, metavar="K",
                         help="samples K per example (default: 5000)")

@@ -38,7 +38,7 @@ from benchmarks.results_rows import emit, print_table, results_row
 from benchmarks.timing import add_device_arguments, setup_device, timed
 from core.errors import DGMError, run_cli
 import models  # noqa: F401  (fills the registry)
-from core.config import build_config
+from core.config import OneLineErrorParser, build_config
 from data.specs import DATASETS
 from models.registry import model_spec
 from models.arm.sampling import _draw
@@ -179,8 +179,8 @@ def describe(model: Any) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.sampling_speed", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = OneLineErrorParser(prog="python -m benchmarks.sampling_speed", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-n", type=int, default=64, help="images per batch")
     parser.add_argument("--only", nargs="+", choices=[e.name for e in ENTRIES], metavar="NAME",
                         help=f"entries to measure (default: all): {', '.join(e.name for e in ENTRIES)}")

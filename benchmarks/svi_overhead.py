@@ -48,6 +48,7 @@ import pyro.poutine as poutine
 import torch
 import torch.nn.functional as F
 
+from core.config import OneLineErrorParser
 from benchmarks.results_rows import emit, print_table, results_row
 from benchmarks.timing import add_device_arguments, setup_device, synchronize
 from core.errors import DGMError, run_cli
@@ -212,8 +213,8 @@ def measure(variants: list[Variant], x_all: torch.Tensor, batch_size: int, block
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.svi_overhead", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = OneLineErrorParser(prog="python -m benchmarks.svi_overhead", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--batch-size", type=int, default=128, help="images per step (default: 128)")
     parser.add_argument("--blocks", type=int, default=10, help="interleaved timed blocks per variant (default: 10)")
     parser.add_argument("--steps", type=int, default=20, help="steps per block")

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 
+from core.config import OneLineErrorParser
 from benchmarks.results_rows import emit, print_table, results_row
 from benchmarks.timing import add_device_arguments, setup_device
 from core.errors import DGMError, run_cli
@@ -157,8 +158,8 @@ def run_hardware(run_dir: Path) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.time_to_quality", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = OneLineErrorParser(prog="python -m benchmarks.time_to_quality", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     mode = parser.add_mutually_exclusive_group(required=True)
     mode.add_argument("--from-run", type=Path, metavar="RUN_DIR", help="read an existing run's metrics.csv")
     mode.add_argument("--train", metavar="MODEL", help="train MODEL until the target is crossed")

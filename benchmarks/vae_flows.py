@@ -27,6 +27,7 @@ import sys
 import time
 from pathlib import Path
 
+from core.config import OneLineErrorParser
 from core.errors import DGMError, run_cli
 from evaluation.diagnostics import bootstrap_difference
 from evaluation.result_files import result_paths
@@ -73,8 +74,8 @@ def evaluated(run_dir: Path, k: int, n: int, every: int) -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.vae_flows", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = OneLineErrorParser(prog="python -m benchmarks.vae_flows", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, required=True, help="folder for the run directories and reports")
     parser.add_argument("--epochs", type=int, default=5, help="training epochs of each configuration (default: 5)")
     parser.add_argument("--batch-size", type=int, default=128, help="training batch size (default: 128)")

@@ -1,4 +1,5 @@
-"""Every option of every command has a help line in plain text (no reST markup from the docstrings).
+"""Every option of every command has a help line, and --help is plain text (no reST markup from the
+docstrings, in option help or in the descriptions).
 
 The commands are found, not listed: every module of the project that defines ``main`` and builds an
 argument parser. Each ``main`` is run with ``parse_args`` replaced by a capture, so the parser it builds
@@ -76,8 +77,18 @@ def options(parser: argparse.ArgumentParser, name: str) -> Iterator[tuple[str, a
         yield name, action
 
 
+def descriptions(parser: argparse.ArgumentParser, name: str) -> Iterator[tuple[str, str]]:
+    """(command, description) of the command and of its sub-commands."""
+    yield name, parser.description or ""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub_name, sub in action.choices.items():
+                yield from descriptions(sub, f"{name} {sub_name}")
+
+
 def problems(parser: argparse.ArgumentParser, name: str) -> list[str]:
-    found = []
+    found = [f"{command}: reST markup in its description" for command, text in descriptions(parser, name)
+             if MARKUP.search(text)]
     for command, action in options(parser, name):
         label = f"{command}: {'/'.join(action.option_strings) or action.dest}"
         text = action.help or ""
