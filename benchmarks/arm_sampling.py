@@ -19,6 +19,7 @@ import statistics
 import torch
 
 import models  # noqa: F401  (fills the registry)
+from core.config import OneLineErrorParser
 from benchmarks.results_rows import append_rows, results_row
 from benchmarks.timing import add_device_arguments, setup_device, timed
 from data.specs import DATASETS
@@ -37,9 +38,11 @@ def describe(name: str, model: torch.nn.Module) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = OneLineErrorParser(prog="python -m benchmarks.arm_sampling", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", nargs="+", default=["pixelcnn"],
-                        choices=["pixelcnn", "gated_pixelcnn", "causal_conv1d"])
+                        choices=["pixelcnn", "gated_pixelcnn", "causal_conv1d"],
+                        help="autoregressive models to time (default: pixelcnn)")
     parser.add_argument("-n", type=int, default=64, help="images per batch")
     parser.add_argument("--cached-repeats", type=int, default=3, help="cached timings (the median is reported)")
     parser.add_argument("--append", action="store_true", help="append one row per model to benchmarks/RESULTS.md")

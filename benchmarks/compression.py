@@ -137,11 +137,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--limit", type=int, default=None, help="at most N images (after --every)")
     parser.add_argument("--num-samples", type=int, default=1000,
                         help="VAEs: K of the -ELBO mean and the importance-sampled bound (default: 1000)")
-    parser.add_argument("--batch-size", type=int, default=CoderOptions.batch_size)
-    parser.add_argument("--lanes", type=int, default=CoderOptions.lanes)
-    parser.add_argument("--latent-bits", type=int, default=DEFAULT_LATENT_BITS)
+    parser.add_argument("--batch-size", type=int, default=CoderOptions.batch_size,
+                        help=f"images coded per network pass (default: {CoderOptions.batch_size})")
+    parser.add_argument("--lanes", type=int, default=CoderOptions.lanes,
+                        help=f"interleaved ANS coder lanes (default: {CoderOptions.lanes})")
+    parser.add_argument("--latent-bits", type=int, default=DEFAULT_LATENT_BITS,
+                        help=f"VAEs: bits of each discretised latent in bits-back coding (default: {DEFAULT_LATENT_BITS})")
     parser.add_argument("--out", default="runs/compression", help="where the compressed files go")
-    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--threads", type=int, default=1, help="CPU threads of torch (default: 1)")
     parser.add_argument("--append", action="store_true", help="append the rows to benchmarks/RESULTS.md")
     args = parser.parse_args(argv)
     set_threads(args.threads)

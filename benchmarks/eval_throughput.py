@@ -40,6 +40,7 @@ import torch
 from benchmarks.flops import network_flops, peak_gflops
 from benchmarks.results_rows import emit, print_table, results_row
 from benchmarks.timing import add_device_arguments, setup_device
+from core.config import OneLineErrorParser
 from core.errors import run_cli
 from inference.training.load_run import load_run
 import evaluation.estimators as estimators
@@ -88,15 +89,17 @@ def measure_once(run, x: torch.Tensor, num_samples: int, budget_log2: int, estim
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.eval_throughput", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("run_dir", type=Path)
-    parser.add_argument("--num-samples", type=int, default=5000, metavar="K")
-    parser.add_argument("--limit", type=int, default=100, metavar="N")
-    parser.add_argument("--repeats", type=int, default=3)
+    parser = OneLineErrorParser(prog="python -m benchmarks.eval_throughput", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("run_dir", type=Path, help="a run directory written by inference.train")
+    parser.add_argument("--num-samples", type=int, default=5000, metavar="K",
+                        help="samples K per example (default: 5000)")
+    parser.add_argument("--limit", type=int, default=100, metavar="N", help="test images evaluated (default: 100)")
+    parser.add_argument("--repeats", type=int, default=3, help="timed repetitions, the median is reported (default: 3)")
     parser.add_argument("--budgets", type=int, nargs="+", default=[20], metavar="B",
                         help="log2 of ELEMENT_BUDGET values to try (default: 20, the library default)")
-    parser.add_argument("--estimators", nargs="+", default=["importance_sampled", "naive_monte_carlo"])
+    parser.add_argument("--estimators", nargs="+", default=["importance_sampled", "naive_monte_carlo"],
+                        help="estimators to time (default: importance_sampled naive_monte_carlo)")
     parser.add_argument("--peak-n", type=int, default=None, metavar="N",
                         help="size of the n x n matmul that measures the peak (default 2048 on CPU, 8192 on GPU)")
     parser.add_argument("--append", action="store_true", help="append the result row to benchmarks/RESULTS.md")

@@ -44,6 +44,7 @@ from benchmarks.peer_vae import importance_sampling, vae_step
 from benchmarks.results_rows import emit, print_table, results_row
 from benchmarks.side_by_side import RTOL, Comparison, Timing, check, measure, ratio
 from benchmarks.timing import add_device_arguments, setup_device
+from core.config import OneLineErrorParser
 from core.errors import DGMError, run_cli
 from data.dataset import load_dataset
 from data.specs import DATASETS
@@ -182,9 +183,10 @@ def estimator_text(comparison: Comparison, blocks: int, peers: dict[str, ModuleT
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.peers", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rows", nargs="+", default=ROWS, choices=ROWS)
+    parser = OneLineErrorParser(prog="python -m benchmarks.peers", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", nargs="+", default=ROWS, choices=ROWS,
+                        help=f"comparisons to run (default: all): {', '.join(ROWS)}")
     parser.add_argument("--blocks", type=int, default=5, help="interleaved timed blocks per row (--quick: 1)")
     parser.add_argument("--data-dir", default=None, help="data directory of the binarized-MNIST test images")
     parser.add_argument("--quick", action="store_true", help="tiny sizes and one block (the test suite)")

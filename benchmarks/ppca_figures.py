@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 
 from evaluation.ground_truth import estimator_errors_vs_k, naive_error_by_dimension, spoil_diagonal_guide
+from core.config import OneLineErrorParser
 from core.plots import ESTIMATOR_STYLE
 from models.ppca import PPCA
 from matplotlib.figure import Figure
@@ -71,9 +72,9 @@ def figure_vs_dimension(path: Path, dims: list[int], ks: list[int]) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.ppca_figures", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", type=Path, default=Path("docs/figures"))
+    parser = OneLineErrorParser(prog="python -m benchmarks.ppca_figures", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, default=Path("docs/figures"), help="folder for the figures (default: docs/figures)")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     args.out.mkdir(parents=True, exist_ok=True)

@@ -38,7 +38,7 @@ from benchmarks.results_rows import emit, print_table, results_row
 from benchmarks.timing import add_device_arguments, setup_device, timed
 from core.errors import DGMError, run_cli
 import models  # noqa: F401  (fills the registry)
-from core.config import build_config
+from core.config import OneLineErrorParser, build_config
 from data.specs import DATASETS
 from models.registry import model_spec
 from models.arm.sampling import _draw
@@ -179,15 +179,15 @@ def describe(model: Any) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.sampling_speed", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = OneLineErrorParser(prog="python -m benchmarks.sampling_speed", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-n", type=int, default=64, help="images per batch")
     parser.add_argument("--only", nargs="+", choices=[e.name for e in ENTRIES], metavar="NAME",
                         help=f"entries to measure (default: all): {', '.join(e.name for e in ENTRIES)}")
     parser.add_argument("--run", type=Path, action="append", default=[], metavar="RUN_DIR",
                         help="measure a trained run instead of the random-init entries (repeat)")
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--repeats", type=int, default=5, help="timed repetitions per entry (default: 5)")
+    parser.add_argument("--warmup", type=int, default=1, help="untimed warm-up runs per entry (default: 1)")
     parser.add_argument("--naive-pixels", type=int, default=8, help="steps timed for the naive ARM sampler")
     parser.add_argument("--naive-full", action="store_true", help="run the naive ARM sampler over all pixels")
     parser.add_argument("--append", action="store_true", help="append one row per entry to benchmarks/RESULTS.md")

@@ -48,6 +48,7 @@ import pyro.poutine as poutine
 import torch
 import torch.nn.functional as F
 
+from core.config import OneLineErrorParser
 from benchmarks.results_rows import emit, print_table, results_row
 from benchmarks.timing import add_device_arguments, setup_device, synchronize
 from core.errors import DGMError, run_cli
@@ -212,15 +213,16 @@ def measure(variants: list[Variant], x_all: torch.Tensor, batch_size: int, block
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.svi_overhead", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--blocks", type=int, default=10)
+    parser = OneLineErrorParser(prog="python -m benchmarks.svi_overhead", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--batch-size", type=int, default=128, help="images per step (default: 128)")
+    parser.add_argument("--blocks", type=int, default=10, help="interleaved timed blocks per variant (default: 10)")
     parser.add_argument("--steps", type=int, default=20, help="steps per block")
     parser.add_argument("--particles", type=int, default=8, help="K of the particle group")
-    parser.add_argument("--hidden", type=int, nargs="+", default=[500, 500])
-    parser.add_argument("--latent-dim", type=int, default=20)
-    parser.add_argument("--variants", nargs="+", default=VARIANTS, choices=VARIANTS)
+    parser.add_argument("--hidden", type=int, nargs="+", default=[500, 500], help="hidden layer widths of the VAE (default: 500 500)")
+    parser.add_argument("--latent-dim", type=int, default=20, help="latent dimensions of the VAE (default: 20)")
+    parser.add_argument("--variants", nargs="+", default=VARIANTS, choices=VARIANTS,
+                        help=f"training-step variants to time (default: all): {', '.join(VARIANTS)}")
     parser.add_argument("--append", action="store_true", help="append one row per group to benchmarks/RESULTS.md")
     add_device_arguments(parser, threads=None)
     args = parser.parse_args(argv)

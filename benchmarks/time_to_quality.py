@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 
+from core.config import OneLineErrorParser
 from benchmarks.results_rows import emit, print_table, results_row
 from benchmarks.timing import add_device_arguments, setup_device
 from core.errors import DGMError, run_cli
@@ -157,17 +158,17 @@ def run_hardware(run_dir: Path) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.time_to_quality", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = OneLineErrorParser(prog="python -m benchmarks.time_to_quality", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     mode = parser.add_mutually_exclusive_group(required=True)
     mode.add_argument("--from-run", type=Path, metavar="RUN_DIR", help="read an existing run's metrics.csv")
     mode.add_argument("--train", metavar="MODEL", help="train MODEL until the target is crossed")
     parser.add_argument("--metric", required=True, help="metrics.csv column, e.g. val_bpd or val_elbo")
-    parser.add_argument("--target", type=float, required=True)
+    parser.add_argument("--target", type=float, required=True, help="the value of --metric to reach")
     parser.add_argument("--direction", choices=["below", "above"], default=None,
                         help="crossing means <= target (below) or >= target (above); default from the metric name")
     parser.add_argument("--out", type=Path, help="run directory for --train (must be new or empty)")
-    parser.add_argument("--max-epochs", type=int, default=60)
+    parser.add_argument("--max-epochs", type=int, default=60, help="--train: give up after this many epochs (default: 60)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="a keyword option of inference.train.train (repeat)")
     parser.add_argument("--append", action="store_true", help="append the result row to benchmarks/RESULTS.md")

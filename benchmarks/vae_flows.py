@@ -27,6 +27,7 @@ import sys
 import time
 from pathlib import Path
 
+from core.config import OneLineErrorParser
 from core.errors import DGMError, run_cli
 from evaluation.diagnostics import bootstrap_difference
 from evaluation.result_files import result_paths
@@ -73,17 +74,17 @@ def evaluated(run_dir: Path, k: int, n: int, every: int) -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.vae_flows", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = OneLineErrorParser(prog="python -m benchmarks.vae_flows", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, required=True, help="folder for the run directories and reports")
-    parser.add_argument("--epochs", type=int, default=5)
-    parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--lr", type=float, default=1e-3)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--epochs", type=int, default=5, help="training epochs of each configuration (default: 5)")
+    parser.add_argument("--batch-size", type=int, default=128, help="training batch size (default: 128)")
+    parser.add_argument("--lr", type=float, default=1e-3, help="learning rate of Adam (default: 0.001)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of every run (default: 0)")
     parser.add_argument("--num-samples", type=int, default=5000, help="K of the IS estimate (and its ELBO)")
     parser.add_argument("--limit", type=int, default=500, help="test images evaluated (after --every)")
     parser.add_argument("--every", type=int, default=20, help="every S-th test image (spread over the split)")
-    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--threads", type=int, default=1, help="CPU threads of torch (default: 1)")
     parser.add_argument("--only", nargs="+", default=None, choices=sorted(CONFIGS), help="a subset of CONFIGS")
     parser.add_argument("--gap-limit", type=int, default=0, help="test images for the amortisation gap (0: skip)")
     parser.add_argument("--gap-steps", type=int, default=300, help="optimisation steps per local posterior")

@@ -9,12 +9,18 @@ Options of a component inside a larger command (an estimator's options in ``eval
 a prefix (:func:`add_prefixed_arguments`): ``--ais-steps`` for the field ``num_steps`` of ``AISOptions``
 under the prefix ``ais`` with ``metadata["option"] = "steps"``; ``metadata["aliases"]`` keeps older
 spellings working, hidden from ``--help``.
+
+``--help`` shows plain text: :func:`plain_text` removes the reST markup of docstrings and field help
+(double backticks, roles such as ``:class:`x```) from every description and option help of a
+:class:`OneLineErrorParser`, which also gives the options every command shares (``--split``,
+``--seed``, ``--device``, ``--checkpoint``) their help when a command adds them without one.
 """
 from __future__ import annotations
 
 import argparse
 import dataclasses
 import math
+import re
 import sys
 import types
 import typing
@@ -41,7 +47,7 @@ def _parser_kwargs(field: dataclasses.Field, hints: dict[str, Any], overrides: d
     tp, optional = _strip_optional(hints[field.name])
     default = field.default if field.default is not dataclasses.MISSING else field.default_factory()  # type: ignore[misc]
     default = overrides.get(field.name, default)
-    help_text = field.metadata.get("help", "")
+    help_text = plain_text(field.metadata.get("help", ""))
     kwargs: dict[str, Any] = {"help": f"{help_text} (default: {default!r})".strip(), "default": argparse.SUPPRESS}
     origin = get_origin(tp)
     if tp is bool:
@@ -177,8 +183,50 @@ def to_jsonable(config: Any) -> dict[str, Any]:
     return {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(config).items()}
 
 
+_ROLE = re.compile(r":[a-z]+(?::[a-z]+)?:`~?([^`<]*?)\s*(?:<[^`>]*>)?`")
+
+
+def plain_text(text: str | None) -> str | None:
+    """``text`` without reST markup, for ``--help``: ``:class:`~a.B``` -> ``B`` (a role's title, or
+    the last part of a ``~`` target), double and single backticks dropped."""
+    if not text:
+        return text
+
+    def role(match: re.Match[str]) -> str:
+        target = match.group(1)
+        return target.rsplit(".", 1)[-1] if match.group(0).count("`~") else target
+
+    return _ROLE.sub(role, text).replace("``", "").replace("`", "")
+
+
+#: help of the options shared by the commands, used when a command adds one without its own help
+COMMON_HELP = {
+    "--split": "the data split to use (default: %(default)s)",
+    "--seed": "random seed of the draws, for a repeatable result (default: %(default)s)",
+    "--device": "where to compute; auto uses a GPU when there is one (default: %(default)s)",
+    "--checkpoint": "best: best.pt (best validation objective); last: checkpoint.pt (the last epoch) "
+                    "(default: %(default)s)",
+}
+
+
 class OneLineErrorParser(argparse.ArgumentParser):
-    """An ArgumentParser whose errors are a single ``error: ...`` line and exit code 2."""
+    """An ArgumentParser whose errors are a single ``error: ...`` line and exit code 2, and whose
+    ``--help`` is plain text (:func:`plain_text`) with a help line for every option (:data:`COMMON_HELP`)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        if "description" in kwargs:
+            kwargs["description"] = plain_text(kwargs["description"])
+        super().__init__(*args, **kwargs)
+
+    def add_argument(self, *args: Any, **kwargs: Any) -> argparse.Action:
+        """``ArgumentParser.add_argument``, with plain-text help and the shared options' help by default."""
+        if kwargs.get("help") is None:
+            common = next((COMMON_HELP[name] for name in args if name in COMMON_HELP), None)
+            if common is not None:
+                kwargs["help"] = common
+        elif kwargs["help"] is not argparse.SUPPRESS:
+            kwargs["help"] = plain_text(kwargs["help"])
+        return super().add_argument(*args, **kwargs)
 
     def error(self, message: str) -> typing.NoReturn:  # noqa: D401 - argparse API
         print(f"error: {self.prog}: {message} (see --help)", file=sys.stderr)

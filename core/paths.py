@@ -36,3 +36,13 @@ def check_output_file(path: str | os.PathLike, option: str, suffix: str | None =
         raise DGMError(f"{option} {path}: the file is written as {suffix[1:].upper()}; give a name ending in {suffix}")
     check_output_dir(path.parent if str(path.parent) else Path("."), option)
     return path
+
+
+def display_path(path: str | os.PathLike) -> str:
+    """``path`` as a user reads it in messages and figure titles: relative to the working directory (the
+    repository root, for the commands and notebooks) when it lies inside it, else as given."""
+    path = Path(path)
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve())) if path.is_absolute() else str(path)
+    except ValueError:
+        return str(path)

@@ -7,12 +7,16 @@ shows its own plots, and a headless machine needs no display.
 from __future__ import annotations
 
 import math
+import textwrap
 from pathlib import Path
 from typing import Sequence
 
 import torch
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+
+from core.paths import display_path
 
 
 def image_grid(images: torch.Tensor, levels: int, nrow: int | None = None, pad: int = 1) -> torch.Tensor:
@@ -29,29 +33,64 @@ def image_grid(images: torch.Tensor, levels: int, nrow: int | None = None, pad: 
     return grid[0] if c == 1 else grid.permute(1, 2, 0)
 
 
+#: readable at the saved size: a grid of images is at least this many pixels on its short side ...
+MIN_GRID_SIDE_PX = 600
+#: ... one row of images (an interpolation) at least this wide and this high ...
+MIN_ROW_WIDTH_PX, MIN_ROW_HEIGHT_PX = 800, 100
+#: ... each image at least this many pixels high, unless the figure would exceed MAX_SIDE_PX
+MIN_IMAGE_PX, MAX_SIDE_PX = 40, 2400
+DPI = 100
+TITLE_FONT_PT = 11
+
+
+def run_label(model: str, run_dir: str | Path) -> str:
+    """What a figure title says about its run: ``vae (run runs/demo/vae)``."""
+    return f"{model} (run {display_path(run_dir)})"
+
+
+def grid_scale(grid_shape: tuple[int, int], rows: int, image_height: int) -> int:
+    """Screen pixels per image pixel (an integer: nearest-neighbour pixels stay square) for a grid of
+    ``rows`` rows of images ``image_height`` high tiled into ``grid_shape``: :data:`MIN_GRID_SIDE_PX` on
+    the short side (one row: :data:`MIN_ROW_WIDTH_PX` by :data:`MIN_ROW_HEIGHT_PX`) and
+    :data:`MIN_IMAGE_PX` per image, at most :data:`MAX_SIDE_PX` on the long side."""
+    height, width = grid_shape
+    if rows > 1:
+        wanted = MIN_GRID_SIDE_PX / min(height, width)
+    else:
+        wanted = max(MIN_ROW_WIDTH_PX / width, MIN_ROW_HEIGHT_PX / height)
+    wanted = max(wanted, MIN_IMAGE_PX / image_height)
+    return max(1, min(math.ceil(wanted), MAX_SIDE_PX // max(height, width)))
+
+
 def save_image_grid(images: torch.Tensor, levels: int, path: Path, title: str | None = None,
                     nrow: int | None = None) -> None:
-    """Write a grid of images as a PNG (grey levels, black background digits shown white)."""
+    """Write a grid of images (``nrow`` a row) as a PNG in grey levels, sized by :func:`grid_scale`, with
+    ``title`` (wrapped to the width) above it."""
     grid = image_grid(images, levels, nrow)
-    size = max(3.0, min(10.0, grid.shape[1] / 25))
-    fig = Figure(figsize=(size, size * grid.shape[0] / grid.shape[1] + (0.4 if title else 0)))
-    ax = fig.subplots()
-    ax.imshow(grid.numpy(), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+    n, _, h, _ = images.shape
+    per_row = nrow or int(math.ceil(math.sqrt(n)))
+    scale = grid_scale((grid.shape[0], grid.shape[1]), int(math.ceil(n / per_row)), h)
+    width_px, image_px = grid.shape[1] * scale, grid.shape[0] * scale
+    lines = textwrap.wrap(title, max(20, int(width_px / (0.6 * TITLE_FONT_PT * DPI / 72)))) if title else []
+    title_px = int(len(lines) * 1.5 * TITLE_FONT_PT * DPI / 72) + (12 if lines else 0)
+    fig = Figure(figsize=(width_px / DPI, (image_px + title_px) / DPI), dpi=DPI)
+    ax = fig.add_axes((0.0, 0.0, 1.0, image_px / (image_px + title_px)))
+    ax.imshow(grid.numpy(), cmap="gray", vmin=0, vmax=1, interpolation="nearest", aspect="auto")
     ax.axis("off")
-    if title:
-        ax.set_title(title, fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    if lines:
+        fig.text(0.5, 1 - 6 / (image_px + title_px), "\n".join(lines), ha="center", va="top", fontsize=TITLE_FONT_PT)
+    fig.savefig(path, dpi=DPI)
 
 
 def save_curves(epochs: Sequence[float], series: dict[str, Sequence[float]], ylabel: str, path: Path,
                 title: str | None = None) -> None:
     """Line plot of several per-epoch series (e.g. train and validation objective)."""
-    fig = Figure(figsize=(6, 4))
+    fig = Figure(figsize=(8, 5))
     ax = fig.subplots()
     for label, values in series.items():
         ax.plot(epochs, values, marker="o" if len(epochs) < 30 else None, label=label)
     ax.set_xlabel("epoch")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel(ylabel)
     if title:
         ax.set_title(title)
@@ -78,11 +117,12 @@ ESTIMATOR_STYLE = {
 }
 
 
-def _panels(n: int, width: float = 4.2, height: float = 3.4) -> tuple[Figure, list[Axes]]:
+def _panels(n: int, width: float = 4.2, height: float = 3.4, sharex: bool = False) -> tuple[Figure, list[Axes]]:
+    """Up to three panels a row; ``sharex`` where every panel shows the same quantity on the same scale."""
     cols = min(n, 3)
     rows = int(math.ceil(n / cols))
     fig = Figure(figsize=(width * cols, height * rows))
-    axes = fig.subplots(rows, cols, squeeze=False)
+    axes = fig.subplots(rows, cols, squeeze=False, sharex=sharex)
     flat = list(axes.ravel())
     for ax in flat[n:]:
         ax.axis("off")
@@ -121,7 +161,7 @@ def save_estimates_vs_k(panels: dict[str, dict[str, list[tuple[int, float, float
 def save_khat_histograms(panels: dict[str, dict[str, Sequence[float]]], path: Path, clip: float = 2.0) -> None:
     """One panel per run: histogram of per-example Pareto k-hat per estimator; 0.5 and 0.7 marked.
     Values above ``clip`` (naive MC reaches k-hat ~ 30) are counted in the last bin."""
-    fig, axes = _panels(len(panels))
+    fig, axes = _panels(len(panels), sharex=True)
     bins = [-0.5 + i * (clip + 0.5) / 50 for i in range(51)]
     for ax, (title, series) in zip(axes, panels.items()):
         for name, values in series.items():
@@ -141,8 +181,8 @@ def save_khat_histograms(panels: dict[str, dict[str, Sequence[float]]], path: Pa
 
 
 def save_gap_histograms(panels: dict[str, Sequence[float]], path: Path) -> None:
-    """One panel per run: histogram over examples of the gap IS - ELBO (nats) at the same K."""
-    fig, axes = _panels(len(panels))
+    """One panel per run: histogram over examples of the gap IS - ELBO (nats) at the same K (one x axis)."""
+    fig, axes = _panels(len(panels), sharex=True)
     for ax, (title, gaps) in zip(axes, panels.items()):
         gaps = [g for g in gaps if math.isfinite(g)]
         ax.hist(gaps, bins=30, color="tab:purple", alpha=0.8)

@@ -202,9 +202,11 @@ def bdmc_run(run: Any, n: int, num_chains: int, options: AISOptions, *, split: s
 def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     """Options every AIS command on a run directory shares: chunking, seed, device, checkpoint, threads."""
     parser.add_argument("--chunk-size", type=int, default=None, help="examples per chunk (default: automatic)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    parser.add_argument("--checkpoint", default="best", choices=["best", "last"])
+    parser.add_argument("--seed", type=int, default=0, help="seed of the AIS chains and their data (default: 0)")
+    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
+                        help="auto uses a GPU when there is one (default: auto)")
+    parser.add_argument("--checkpoint", default="best", choices=["best", "last"],
+                        help="best.pt (best validation objective) or checkpoint.pt (the last epoch) (default: best)")
     parser.add_argument("--threads", type=int, default=None, help=THREADS_HELP)
 
 

@@ -255,8 +255,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dataset", default="digits", help=f"any of {', '.join(FAMILY)} (trains its family's)")
     parser.add_argument("--epochs", type=int, default=None, help="training epochs (default: per family)")
     parser.add_argument("--classifier-dir", default=None, help="cache folder of classifier checkpoints")
-    parser.add_argument("--data-dir", default=None)
-    parser.add_argument("--seed", type=int, default=CLASSIFIER_SEED)
+    parser.add_argument("--data-dir", default=None, help="folder of the data files (default: $DGM_DATA_DIR, else the per-user cache)")
+    parser.add_argument("--seed", type=int, default=CLASSIFIER_SEED,
+                        help=f"seed of the classifier's training (default: {CLASSIFIER_SEED})")
     parser.add_argument("--force", action="store_true", help="retrain even if a checkpoint exists")
     args = parser.parse_args(argv)
     family = family_of(args.dataset)

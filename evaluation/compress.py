@@ -46,11 +46,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = OneLineErrorParser(prog="python -m evaluation.compress", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run_dir", help="a run directory written by inference.train")
-    parser.add_argument("--split", default="test", choices=["train", "val", "test"])
+    parser.add_argument("--split", default="test", choices=["train", "val", "test"],
+                        help="the data split whose images are compressed (default: test)")
     parser.add_argument("--limit", type=int, default=None, metavar="N", help="first N images (after --every)")
     parser.add_argument("--every", type=int, default=1, metavar="S", help="every S-th image of the split")
     parser.add_argument("--out", required=True, help="the compressed file to write")
-    parser.add_argument("--checkpoint", default="best", choices=["best", "last"])
+    parser.add_argument("--checkpoint", default="best", choices=["best", "last"],
+                        help="best.pt (best validation objective) or checkpoint.pt (the last epoch) (default: best)")
     parser.add_argument("--device", default="cpu", choices=["auto", "cpu", "cuda"],
                         help="where the networks run; decoding must use the same kind (default: cpu)")
     parser.add_argument("--threads", type=int, default=1,

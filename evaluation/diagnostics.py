@@ -1,12 +1,14 @@
 """Diagnostics of importance weights and of differences between estimates.
 
 Pareto k-hat per example from ArviZ's PSIS on the (N, K) log-weights (k-hat > 0.7: the estimate is
-unreliable); effective sample size ESS = (sum w)^2 / sum w^2; standard error of a mean over examples.
+unreliable), and as the ELPDData that ``az.plot_khat`` draws; effective sample size ESS = (sum w)^2 / sum w^2;
+standard error of a mean over examples.
 """
 from __future__ import annotations
 
 import math
 import warnings
+from typing import Any
 
 import numpy as np
 import torch
@@ -47,3 +49,17 @@ def bootstrap_difference(a: torch.Tensor, b: torch.Tensor, num_resamples: int = 
     alpha = (1 - level) / 2
     low, high = torch.quantile(means, torch.tensor([alpha, 1 - alpha], dtype=torch.float64))
     return float(diff.mean()), float(low), float(high)
+
+
+def khat_data(khat: np.ndarray, num_samples: int) -> Any:
+    """Per-example k-hat as the ``arviz.ELPDData`` that ``az.plot_khat`` takes (an array there is
+    deprecated): ``pareto_k`` over the dimension ``example`` and ArviZ's own threshold for ``num_samples``
+    draws, ``good_k = min(1 - 1 / log10(S), 0.7)``."""
+    import arviz as az
+    import xarray as xr
+
+    values = np.asarray(khat, dtype=np.float64).reshape(-1)
+    good_k = min(1 - 1 / math.log10(num_samples), 0.7) if num_samples > 10 else 0.7
+    pareto_k = xr.DataArray(values, dims=["example"], coords={"example": np.arange(values.size)})
+    return az.ELPDData(data=[num_samples, values.size, pareto_k, good_k],
+                       index=["n_samples", "n_data_points", "pareto_k", "good_k"])

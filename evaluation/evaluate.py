@@ -307,7 +307,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = OneLineErrorParser(prog="python -m evaluation.evaluate", description=__doc__, epilog=_estimator_list(),
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run_dir", help="a run directory written by inference.train")
-    parser.add_argument("--split", default="test", choices=["train", "val", "test"])
+    parser.add_argument("--split", default="test", choices=["train", "val", "test"],
+                        help="the data split whose images are scored (default: test)")
     parser.add_argument("--num-samples", type=int, nargs="+", default=[1, 10, 100, 1000], metavar="K",
                         help="numbers of samples per example, one pass each (default: 1 10 100 1000)")
     parser.add_argument("--limit", type=int, default=None, metavar="N", help="first N examples of the split "
@@ -318,9 +319,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="measure the split as one example (the joint log p(x_1..N) of a model with latents "
                              "shared by the examples), or with PLATE each index of that grouping plate")
     parser.add_argument("--chunk-size", type=int, default=None, help="examples per chunk (default: automatic)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    parser.add_argument("--checkpoint", default="best", choices=["best", "last"])
+    parser.add_argument("--seed", type=int, default=0, help="seed of the estimators' draws (default: 0)")
+    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
+                        help="auto uses a GPU when there is one (default: auto)")
+    parser.add_argument("--checkpoint", default="best", choices=["best", "last"],
+                        help="best.pt (best validation objective) or checkpoint.pt (the last epoch) (default: best)")
     parser.add_argument("--threads", type=int, default=None, help=THREADS_HELP)
     add_estimator_arguments(parser)
     args = parser.parse_args(argv)

@@ -37,6 +37,7 @@ import torch
 
 from core.config import OneLineErrorParser
 from core.paths import check_output_dir
+from core.plots import run_label
 from core.errors import DGMError, run_cli
 from evaluation.classifier import FeatureClassifier, get_classifier
 from inference.training.load_run import load_run
@@ -293,19 +294,21 @@ def run_sample_quality(run: Any, n: int | None = None, split: str = "test", seed
 def save_class_histograms(result: dict[str, Any], path: Path) -> None:
     """Bar chart of the classifier's class histogram: samples, real training images (floor), test images."""
 
-    bars = {f"{result['model']} samples": result["samples"]["class_histogram"],
+    label = run_label(result["model"], result["run"])
+    bars = {"samples of the model": result["samples"]["class_histogram"],
             "real train (floor)": result.get("floor", {}).get("class_histogram"),
             f"real {result['split']}": result["reference"]["class_histogram"]}
     bars = {k: v for k, v in bars.items() if v is not None}
-    fig = Figure(figsize=(7, 3.5))
+    fig = Figure(figsize=(8, 4.5))
     ax = fig.subplots()
     width = 0.8 / len(bars)
-    for i, (label, values) in enumerate(bars.items()):
-        ax.bar([c + (i - (len(bars) - 1) / 2) * width for c in range(len(values))], values, width, label=label)
+    for i, (name, values) in enumerate(bars.items()):
+        ax.bar([c + (i - (len(bars) - 1) / 2) * width for c in range(len(values))], values, width, label=name)
     ax.set_xticks(range(len(result["samples"]["class_histogram"])))
     ax.set_xlabel("class read by the classifier")
     ax.set_ylabel("fraction of images")
-    ax.set_title(f"class histogram on {result['dataset']} (n = {result['n_samples']})")
+    ax.set_title(f"{label}: class histogram of {result['n_samples']} samples on {result['dataset']} "
+                 f"(epoch {result['checkpoint_epoch']})", fontsize=10)
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
@@ -335,14 +338,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("run_dirs", nargs="*", type=Path,
                         help="run directories (each gets sample_quality_<split>.json)")
     parser.add_argument("--dataset", nargs="+", default=[], help="also (or only) print the floor of these data sets")
-    parser.add_argument("--split", default="test", choices=["val", "test"])
+    parser.add_argument("--split", default="test", choices=["val", "test"],
+                        help="the real images the samples are compared with (default: test)")
     parser.add_argument("-n", type=int, default=None, help="samples per model (default: the split's size)")
-    parser.add_argument("--seed", type=int, default=SAMPLE_SEED)
+    parser.add_argument("--seed", type=int, default=SAMPLE_SEED, help=f"seed of the samples (default: {SAMPLE_SEED})")
     parser.add_argument("--bootstrap", type=int, default=20, help="bootstrap replicates for the FD standard error")
     parser.add_argument("--classifier-dir", default=None, help="cache folder of the feature classifiers")
     parser.add_argument("--data-dir", default=None, help="data directory for --dataset")
-    parser.add_argument("--checkpoint", default="best", choices=["best", "last"])
-    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    parser.add_argument("--checkpoint", default="best", choices=["best", "last"],
+                        help="best.pt (best validation objective) or checkpoint.pt (the last epoch) (default: best)")
+    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
+                        help="auto uses a GPU when there is one (default: auto)")
     parser.add_argument("--threads", type=int, default=None, help=THREADS_HELP)
     args = parser.parse_args(argv)
     set_threads(args.threads)

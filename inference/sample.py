@@ -17,10 +17,10 @@ import torch
 from core.config import OneLineErrorParser
 from core.device import THREADS_HELP, resolve_device, set_threads
 from core.errors import DGMError, run_cli
-from core.paths import check_output_file
+from core.paths import check_output_file, display_path
 from core.run_lock import RunLock
 from inference.training.load_run import load_run
-from core.plots import save_image_grid
+from core.plots import run_label, save_image_grid
 
 
 #: the most images in one grid: beyond this a PNG grid is unreadable (and the draw is only memory)
@@ -69,10 +69,12 @@ def main(argv: list[str] | None = None) -> int:
     with RunLock(args.run_dir, "sampling") if inside else nullcontext():  # a file of the run: one writer
         torch.manual_seed(args.seed)
         images = run.model.sample(args.n, mean=args.mean, **extra)
+        shown = getattr(run.model, "mean_label", "means") if args.mean else "samples"
+        temperature = f" at temperature {args.temperature:g}" if args.temperature is not None else ""
         save_image_grid(images, run.dataset.spec.levels, out,
-                        title=f"{run.config['model']} ({args.run_dir.name}): {args.n} "
-                              f"{'means E[x | z]' if args.mean else 'samples'}")
-    print(f"wrote {args.n} {'means' if args.mean else 'samples'} to {out}")
+                        title=f"{run_label(run.config['model'], args.run_dir)}: {args.n} {shown}{temperature} "
+                              f"({args.checkpoint} checkpoint, epoch {run.epoch}, seed {args.seed})")
+    print(f"wrote {args.n} {shown} to {display_path(out)}")
     return 0
 
 

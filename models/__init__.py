@@ -2,6 +2,7 @@
 
 Importing this package registers every model family (each module calls ``register_model``).
 """
+import core  # noqa: F401  (first: core.progress imports tqdm.auto quietly, before Pyro does)
 from models import vae  # noqa: F401  (registers "vae")
 from models import arm  # noqa: F401  (registers "causal_conv1d", "pixelcnn", "gated_pixelcnn")
 from models import ppca  # noqa: F401  (registers "ppca")

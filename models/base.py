@@ -27,6 +27,8 @@ class GenerativeModel(nn.Module):
     max_plate_nesting: int = 1
     #: whether the story has latent sample sites (False for flows and ARMs)
     has_latents: bool = True
+    #: what ``sample(n, mean=True)`` shows, for figure titles ("vae (run R): decoder means E[x | z] ...")
+    mean_label: str = "means E[x | z]"
 
     def __init__(self, spec: DatasetSpec):
         super().__init__()

@@ -126,6 +126,7 @@ class ValidationStatistics(Protocol):
 
 @runtime_checkable
 class FinalFigures(Protocol):
-    def final_figures(self, run_dir: Path, test_images: torch.Tensor | None) -> None:
-        """Write the story's own figures into ``run_dir`` (``test_images``: the first test images, or None)."""
+    def final_figures(self, run_dir: Path, test_images: torch.Tensor | None, label: str) -> None:
+        """Write the story's own figures into ``run_dir`` (``test_images``: the first test images, or None),
+        their titles starting with ``label`` (the model and its run: ``core.plots.run_label``)."""
         ...

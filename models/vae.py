@@ -151,6 +151,8 @@ class VAEConfig:
 class VAE(GenerativeModel):
     """Encoder mu_phi, sigma_phi; decoder f_theta; ``model`` and ``guide`` as in the module docstring."""
 
+    mean_label = "decoder means E[x | z], z ~ p(z)"
+
     def __init__(self, config: VAEConfig, spec: DatasetSpec):
         super().__init__(spec)
         self.config = config
@@ -252,7 +254,7 @@ class VAE(GenerativeModel):
         """ELBO with ``num_particles`` samples (vectorised) and KL warm-up, or the IWAE bound with K = ``num_particles``."""
         return ObjectiveRequest(self.config.objective, self.config.num_particles, self.config.kl_warmup_epochs)
 
-    def final_figures(self, run_dir: Path, test_images: torch.Tensor | None = None) -> None:
+    def final_figures(self, run_dir: Path, test_images: torch.Tensor | None = None, label: str = "vae") -> None:
         """For a 2-D latent space: decoder means on a grid of z placed by the inverse normal CDF (then
         through the prior flow, if any: quantiles of the base distribution mapped by g)."""
         if self.latent_dim != 2:
@@ -261,7 +263,7 @@ class VAE(GenerativeModel):
         with torch.no_grad():
             z = self.prior_flow_forward(manifold_latents(steps).to(next(self.parameters()).device))
         save_image_grid(self.decode_mean(z), self.spec.levels, run_dir / "manifold.png",
-                        title="decoder means on a 2-D latent grid", nrow=steps)
+                        title=f"{label}: decoder means E[x | z] on a 2-D latent grid z = Φ⁻¹(u)", nrow=steps)
 
     def learning_rate_groups(self) -> list[tuple[list[torch.nn.Parameter], float]]:
         """Everything at the trainer's rate, the prior flow's parameters at ``prior_flow_lr_scale`` times it.

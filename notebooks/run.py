@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import argparse
 import os
+import time
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import nbformat
 from nbclient import NotebookClient
@@ -21,13 +24,33 @@ ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 
 
+#: matplotlib's backend in the kernel: the inline one, whatever this process uses (the tests' ``Agg``
+#: would leave every figure undrawn in the stored outputs)
+INLINE_BACKEND = "module://matplotlib_inline.backend_inline"
+
+
+@contextmanager
+def kernel_environment(quick: bool) -> Iterator[None]:
+    """The environment the kernel inherits: ``DGM_NOTEBOOK_QUICK`` and the inline backend; restored after."""
+    saved = {key: os.environ.get(key) for key in ("DGM_NOTEBOOK_QUICK", "MPLBACKEND")}
+    os.environ.update({"DGM_NOTEBOOK_QUICK": "1" if quick else "0", "MPLBACKEND": INLINE_BACKEND})
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
 def execute(path: Path, quick: bool, timeout: int = 1200, write: bool = True) -> nbformat.NotebookNode:
     """Run ``path`` in a fresh kernel (cwd = repository root); save outputs unless ``write`` is False."""
     notebook = nbformat.read(path, as_version=4)
-    os.environ["DGM_NOTEBOOK_QUICK"] = "1" if quick else "0"
     client = NotebookClient(notebook, timeout=timeout, kernel_name="python3",
                             resources={"metadata": {"path": str(ROOT)}})
-    client.execute()
+    with kernel_environment(quick):
+        client.execute()
     if write:
         nbformat.write(notebook, path)
     return notebook
@@ -36,9 +59,10 @@ def execute(path: Path, quick: bool, timeout: int = 1200, write: bool = True) ->
 def main(argv: list[str] | None = None) -> int:
     parser = OneLineErrorParser(prog="python -m notebooks.run", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("notebooks", nargs="*", type=Path, default=NOTEBOOKS)
+    parser.add_argument("notebooks", nargs="*", type=Path, default=NOTEBOOKS,
+                        help="notebooks to execute (default: every notebooks/NN_*.ipynb)")
     parser.add_argument("--quick", action="store_true", help="small settings; outputs are not saved")
-    parser.add_argument("--timeout", type=int, default=1200, help="seconds per cell")
+    parser.add_argument("--timeout", type=int, default=1200, help="seconds a cell may take (default: 1200)")
     args = parser.parse_args(argv)
     missing = [str(p) for p in args.notebooks if not Path(p).is_file()]
     if missing:
@@ -47,7 +71,9 @@ def main(argv: list[str] | None = None) -> int:
         raise DGMError(f"--timeout must be at least 1 second, got {args.timeout}")
     for path in args.notebooks:
         print(f"executing {path.name} ...", flush=True)
+        start = time.perf_counter()
         execute(path, args.quick, args.timeout, write=not args.quick)
+        print(f"executed {path.name} in {time.perf_counter() - start:.0f} s", flush=True)
     return 0
 
 

@@ -10,7 +10,6 @@ against the SHA-256 at the end: a float mismatch becomes a one-line error, never
 """
 from __future__ import annotations
 
-import sys
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -19,9 +18,10 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import torch
-from tqdm import tqdm
+from tqdm.std import tqdm
 
 from core.errors import DGMError
+from core.progress import progress_bar as text_bar
 from inference.training.load_run import LoadedRun
 from evaluation.compression.codecs import CoderOptions, decode, encode
 from evaluation.compression.container import CompressedFile, data_checksum, read_file, write_file
@@ -65,7 +65,7 @@ def deterministic_kernels() -> Iterator[None]:
 
 def progress_bar(total: int, desc: str) -> tqdm:
     """Images coded so far and images/s, on stderr when it is a terminal (as the trainer's bar)."""
-    return tqdm(total=total, desc=desc, unit="img", leave=False, mininterval=1.0, file=sys.stderr, disable=None)
+    return text_bar(total=total, desc=desc, unit="img")
 
 
 def check_images(x: torch.Tensor, levels: int) -> None:

@@ -21,10 +21,9 @@ import torch
 
 from core.run_dir import METRICS, MetricsLog
 from data.specs import DatasetSpec
-from core.plots import image_grid, save_curves
+from core.plots import save_curves, save_image_grid
 from inference.training.figures import TrainingFigures
 from inference.training.config import TrainConfig
-from matplotlib.figure import Figure
 
 INTERPOLATION_SEED = 7
 CANDIDATES = 512
@@ -79,25 +78,12 @@ def interpolation_images(model: Any, z_a: torch.Tensor, z_b: torch.Tensor, steps
     return model.generate(z) * (model.spec.levels - 1)
 
 
-def save_row(images: torch.Tensor, levels: int, path: Path, title: str) -> None:
-    """One row of images (N, C, H, W) on the data scale, about one inch per image whatever their size."""
-
-    grid = image_grid(images, levels, nrow=images.shape[0])
-    fig = Figure(figsize=(images.shape[0], 1.5))
-    ax = fig.subplots()
-    ax.imshow(grid.numpy(), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
-    ax.axis("off")
-    ax.set_title(title, fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-
-
 class GANFigures(TrainingFigures):
     """TrainingFigures with 25-image grids, loss curves of both players and the class-to-class interpolation."""
 
-    def __init__(self, model: Any, spec: DatasetSpec, run_dir: Path, config: TrainConfig,
+    def __init__(self, model: Any, spec: DatasetSpec, run_dir: Path, config: TrainConfig, name: str,
                  classifier: Any | None = None):
-        super().__init__(model, spec, run_dir, config, n=25)
+        super().__init__(model, spec, run_dir, config, name, n=25)
         self.classifier = classifier
 
     def curves(self) -> None:
@@ -109,10 +95,11 @@ class GANFigures(TrainingFigures):
                   "discriminator loss": [float(r["train_d_loss"]) for r in rows]}
         loss = self.model.config.loss
         save_curves(epochs, series, "loss (nats per example)" if loss in ("minimax", "non_saturating") else "loss",
-                    self.run_dir / "losses.png", f"{loss} GAN losses per epoch")
+                    self.run_dir / "losses.png", f"{self.label}: {loss} GAN losses per epoch")
         if "val_fd" in rows[0]:
             save_curves(epochs, {"validation FD": [float(r["val_fd"]) for r in rows]}, "Frechet distance",
-                        self.run_dir / "val_fd.png", "validation FD (classifier features; lower is better)")
+                        self.run_dir / "val_fd.png",
+                        f"{self.label}: validation FD (classifier features; lower is better)")
 
     def interpolation(self) -> None:
         if self.classifier is None:
@@ -122,8 +109,9 @@ class GANFigures(TrainingFigures):
         z_a, z_b, (c_a, c_b), (p_a, p_b) = pick_two_classes(self.model, self.classifier)
         images = interpolation_images(self.model, z_a, z_b)
         self.model.train(was_training)
-        save_row(images, self.spec.levels, self.run_dir / "interpolation.png",
-                 f"from a {c_a} (classifier p={p_a:.2f}) to a {c_b} (p={p_b:.2f}): {STEPS} slerp steps")
+        save_image_grid(images, self.spec.levels, self.run_dir / "interpolation.png", nrow=images.shape[0],
+                        title=f"{self.label}: from a {c_a} (classifier p={p_a:.2f}) to a {c_b} (p={p_b:.2f}), "
+                              f"{STEPS} slerp steps")
 
     def final(self, epoch: int, test_images: torch.Tensor | None = None) -> None:
         super().final(epoch, test_images)

@@ -31,14 +31,13 @@ drawn per process).
 """
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Any
 
 import torch
-from tqdm import tqdm
 
 from core.errors import DGMError, TrainingDiverged
+from core.progress import progress_bar
 from core.run_dir import CHECKPOINT, METRICS, MetricsLog
 from data.dataset import Dataset
 from inference.objectives.adversarial_losses import AdversarialLoss, adversarial_loss, gradient_penalty
@@ -114,7 +113,7 @@ class AdversarialTrainer(EpochLoop):
             classifier = judge.classifier(dataset)
             if self.gan.val_samples:
                 self.criterion = judge.sample_criterion(dataset, self.gan.val_samples, device)
-        self.figures = GANFigures(model, dataset.spec, self.run_dir, config, classifier)
+        self.figures = GANFigures(model, dataset.spec, self.run_dir, config, model_name, classifier)
         betas = tuple(self.gan.adam_betas)
         self.g_optimizer = torch.optim.Adam(model.generator.parameters(), lr=config.lr, betas=betas)
         self.d_optimizer = torch.optim.Adam(model.discriminator.parameters(), lr=self.gan.d_lr or config.lr,
@@ -186,8 +185,7 @@ class AdversarialTrainer(EpochLoop):
         model.train()
         sums = {"g": 0.0, "d": 0.0, "real": 0.0, "fake": 0.0}
         g_steps = 0
-        bar = tqdm(batches, desc=f"epoch {epoch}/{cfg.epochs}", leave=False, mininterval=1.0, file=sys.stderr,
-                   disable=None if dist.is_main else True)
+        bar = progress_bar(batches, desc=f"epoch {epoch}/{cfg.epochs}", enabled=dist.is_main)
         for index in bar:
             shard = dist.shard(index)
             real = model.to_unit(x_all[shard.index.to(self.device)])

@@ -22,6 +22,7 @@ from typing import Any, Callable
 import torch
 
 from core.errors import DGMError, TrainingDiverged
+from core.progress import in_notebook
 from core.run_dir import BEST, CHECKPOINT, MetricsLog, atomic_torch_save, check_resumable, load_checkpoint, load_state
 from core.seeding import rng_state, set_rng_state
 from data.dataset import epoch_batches
@@ -148,8 +149,16 @@ class EpochLoop:
             raise TrainingDiverged(f"parameter {bad!r} became non-finite in epoch {epoch} (by step {self.state.step}); "
                                    f"lower --lr or set --grad-clip; {kept}")
 
-    def fit(self, on_epoch_end: Callable[[int, dict[str, Any]], None] | None = None) -> TrainState:
-        """Train until ``config.epochs`` (or early stopping); returns the final state."""
+    def fit(self, on_epoch_end: Callable[[int, dict[str, Any]], None] | None = None,
+            epoch_lines: bool | None = None) -> TrainState:
+        """Train until ``config.epochs`` (or early stopping); returns the final state.
+
+        ``epoch_lines``: print each epoch's row (the default, except inside a notebook, where one summary
+        line when training ends replaces them; ``metrics.csv`` holds every row either way)."""
+        if epoch_lines is None:
+            epoch_lines = not in_notebook()
+        first, started = self.state.epoch + 1, time.perf_counter()
+        last: dict[str, Any] | None = None
         while self.state.epoch < self.config.epochs:
             epoch = self.state.epoch + 1
             start = time.perf_counter()
@@ -159,9 +168,10 @@ class EpochLoop:
             row.update(self.dist.on_main(self.validate))
             row["seconds"] = time.perf_counter() - start
             self.end_epoch(epoch, row)
+            last = row
             if self.dist.is_main:
-                print("  ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()),
-                      flush=True)
+                if epoch_lines:
+                    print(format_row(row), flush=True)
                 if on_epoch_end is not None:
                     on_epoch_end(epoch, row)
             if self.config.patience and self.state.bad_epochs >= self.config.patience:
@@ -169,5 +179,13 @@ class EpochLoop:
                     print(f"early stopping: the validation objective did not improve for {self.config.patience} "
                           f"epochs (best epoch {self.state.best_epoch})", flush=True)
                 break
+        if self.dist.is_main and not epoch_lines and last is not None:
+            print(f"trained epochs {first}-{self.state.epoch} in {time.perf_counter() - started:.0f} s "
+                  f"(best epoch {self.state.best_epoch}); last: {format_row(last)}", flush=True)
         self.dist.barrier()  # every process leaves training once rank 0's last checkpoint is written
         return self.state
+
+
+def format_row(row: dict[str, Any]) -> str:
+    """One epoch's metrics row as one line: ``epoch 3  step 33  train_loss 25.89  ...``."""
+    return "  ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items())

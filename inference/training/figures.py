@@ -10,7 +10,7 @@ import torch
 
 from core.run_dir import METRICS, MetricsLog
 from data.specs import DatasetSpec
-from core.plots import save_curves, save_image_grid
+from core.plots import run_label, save_curves, save_image_grid
 from inference.training.config import TrainConfig
 from models.protocols import FinalFigures
 
@@ -19,10 +19,12 @@ CURVES_EVERY_S = 30.0  # redraw curves.png at most this often: a redraw costs mo
 
 
 class TrainingFigures:
-    """Writes ``samples_epoch_EEE.png`` at epoch 0, half way and at the end, and ``curves.png``."""
+    """Writes ``samples_epoch_EEE.png`` at epoch 0, half way and at the end, and ``curves.png``; every
+    title names the model and its run (``vae (run runs/demo/vae): ...``)."""
 
-    def __init__(self, model: Any, spec: DatasetSpec, run_dir: Path, config: TrainConfig, n: int = 64):
+    def __init__(self, model: Any, spec: DatasetSpec, run_dir: Path, config: TrainConfig, name: str, n: int = 64):
         self.model, self.spec, self.run_dir, self.config, self.n = model, spec, Path(run_dir), config, n
+        self.label = run_label(name, run_dir)
         self._curves_drawn_at = -math.inf
 
     def samples(self, epoch: int) -> None:
@@ -34,7 +36,8 @@ class TrainingFigures:
             images = self.model.sample(self.n, mean=True)
             self.model.train(was_training)
         save_image_grid(images, self.spec.levels, self.run_dir / f"samples_epoch_{epoch:03d}.png",
-                        title=f"samples after {epoch} epochs")
+                        title=f"{self.label}: {self.n} {getattr(self.model, 'mean_label', 'samples')} "
+                              f"after {epoch} epoch{'' if epoch == 1 else 's'}")
 
     def curves(self) -> None:
         rows = MetricsLog(self.run_dir / METRICS).rows()
@@ -47,12 +50,13 @@ class TrainingFigures:
         if "val_elbo" in rows[0]:
             series = {"train ELBO (objective)": [-float(r["train_loss"]) for r in rows],
                       "validation ELBO": [float(r["val_elbo"]) for r in rows]}
-            save_curves(epochs, series, "nats per example", self.run_dir / "curves.png", "ELBO per epoch")
+            save_curves(epochs, series, "nats per example", self.run_dir / "curves.png",
+                        f"{self.label}: ELBO per epoch")
             if bpd is not None:  # the same objective in the unit of the literature's image tables
                 save_curves(epochs, bpd, "bits/dim (of the discrete data)", self.run_dir / "bpd_curves.png",
-                            f"bits/dim per epoch on {self.spec.name}")
+                            f"{self.label}: bits/dim per epoch on {self.spec.name}")
         elif bpd is not None:
-            save_curves(epochs, bpd, "bits/dim", self.run_dir / "curves.png", "bits/dim per epoch")
+            save_curves(epochs, bpd, "bits/dim", self.run_dir / "curves.png", f"{self.label}: bits/dim per epoch")
 
     def on_epoch_end(self, epoch: int, row: dict[str, Any]) -> None:
         if time.monotonic() - self._curves_drawn_at >= CURVES_EVERY_S:
@@ -67,4 +71,4 @@ class TrainingFigures:
         self.curves()
         self.samples(epoch)
         if isinstance(self.model, FinalFigures):
-            self.model.final_figures(self.run_dir, test_images)
+            self.model.final_figures(self.run_dir, test_images, self.label)

@@ -17,7 +17,6 @@ steps one process would; ``--precision`` runs the networks under autocast (``inf
 """
 from __future__ import annotations
 
-import sys
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any, Callable
@@ -25,9 +24,9 @@ from typing import Any, Callable
 import pyro
 from pyro.infer.util import is_validation_enabled
 import torch
-from tqdm import tqdm
 
 from core.errors import TrainingDiverged
+from core.progress import progress_bar
 from core.run_dir import CHECKPOINT, METRICS, MetricsLog
 from core.units import bits_per_dim
 from data.dataset import Dataset
@@ -100,7 +99,7 @@ class SVITrainer(EpochLoop):
         #: the summed loss as a module's forward; in DistributedDataParallel under torchrun
         self.pyro_loss = PyroLoss(self.model, self.objective)
         self.loss_module = dist.wrap(self.pyro_loss, device, static_graph=True)
-        self.figures = TrainingFigures(self.model, dataset.spec, self.run_dir, config)
+        self.figures = TrainingFigures(self.model, dataset.spec, self.run_dir, config, model_name)
         self._validated_steps = 0
 
     @classmethod
@@ -137,8 +136,7 @@ class SVITrainer(EpochLoop):
         dist.reseed(cfg.seed, epoch)
         self.model.train()
         total = torch.zeros((), dtype=torch.float64, device=self.device)  # float64: 50,000 terms of ~100 nats
-        bar = tqdm(batches, desc=f"epoch {epoch}/{cfg.epochs}", leave=False, mininterval=1.0, file=sys.stderr,
-                   disable=None if dist.is_main else True)
+        bar = progress_bar(batches, desc=f"epoch {epoch}/{cfg.epochs}", enabled=dist.is_main)
         warmup = hasattr(self.objective, "kl_weight") and self.request.kl_warmup_epochs > 0
         validate = self._validated_steps == 0 and is_validation_enabled()
         # Pyro's and torch's argument validation check the program on this process's first step; later steps

@@ -75,6 +75,7 @@ class AutoregressiveModel(GenerativeModel):
     """Base class of the ARMs: subclasses define ``network(inputs, y)`` and ``incremental(n, y)``."""
 
     has_latents = False
+    mean_label = "conditional means along sampled trajectories"
 
     def __init__(self, spec: DatasetSpec, head: Likelihood, num_classes: int = 0):
         super().__init__(spec)

@@ -119,6 +119,8 @@ class FlowConfig:
 class FlowDensity(GenerativeModel):
     """p(y) of dequantized images y = x + u through ``flow`` and the pre-processing transforms."""
 
+    mean_label = "samples (unrounded intensities)"
+
     def __init__(self, config: FlowConfig, spec: DatasetSpec):
         super().__init__(spec)
         self.config = config
@@ -216,10 +218,10 @@ class FlowDensity(GenerativeModel):
         """Continuous images y on the data scale -> floor(y) (or y - 1/2 when ``mean``) clamped to the levels."""
         return (y - 0.5 if mean else y.floor()).clamp(0, self.spec.levels - 1)
 
-    def final_figures(self, run_dir: Path, test_images: torch.Tensor | None = None) -> None:
+    def final_figures(self, run_dir: Path, test_images: torch.Tensor | None = None, label: str = "flow") -> None:
         """``samples_temperatures.png`` and ``interpolation.png`` between the first two test images
         (``models.flows.flow_figures``)."""
-        save_flow_figures(self, Path(run_dir), test_images)
+        save_flow_figures(self, Path(run_dir), test_images, label)
 
 
 @register_model("flow", FlowConfig, description="normalizing flow (RealNVP, MAF, NICE; multi-scale RealNVP and "

@@ -47,9 +47,9 @@ def interpolate(model: Any, x_a: torch.Tensor, x_b: torch.Tensor, steps: int = 9
     return model.decode((1.0 - t) * z[0] + t * z[1])
 
 
-def save_flow_figures(model: Any, run_dir: Path, images: torch.Tensor | None = None) -> None:
+def save_flow_figures(model: Any, run_dir: Path, images: torch.Tensor | None = None, label: str = "flow") -> None:
     """Write ``samples_temperatures.png``, and ``interpolation.png`` between ``images[0]`` and ``images[1]``
-    when at least two images are given."""
+    when at least two images are given; titles start with ``label`` (the model and its run)."""
     run_dir = Path(run_dir)
     was_training = model.training
     model.eval()
@@ -57,10 +57,10 @@ def save_flow_figures(model: Any, run_dir: Path, images: torch.Tensor | None = N
         generator = torch.Generator().manual_seed(FIGURE_SEED)
         grid = samples_at_temperatures(model, TEMPERATURES, 8, generator)
         save_image_grid(grid, model.spec.levels, run_dir / "samples_temperatures.png", nrow=8,
-                        title="rows: temperature " + ", ".join(f"{t:g}" for t in TEMPERATURES))
+                        title=f"{label}: samples, one row per temperature T = " + ", ".join(f"{t:g}" for t in TEMPERATURES))
         if images is not None and images.shape[0] >= 2:
             path = interpolate(model, images[0], images[1], 9)
             save_image_grid(model.quantize(path, mean=True), model.spec.levels, run_dir / "interpolation.png", nrow=9,
-                            title="latent interpolation between two test images")
+                            title=f"{label}: latent interpolation between two test images")
     finally:
         model.train(was_training)

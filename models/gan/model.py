@@ -112,6 +112,8 @@ class GAN(GenerativeModel):
     size is refused by name.
     """
 
+    mean_label = "generator means E[x | z] = G(z)"
+
     def __init__(self, config: GANConfig, spec: DatasetSpec):
         super().__init__(spec)
         self.config = config
