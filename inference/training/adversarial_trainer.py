@@ -187,7 +187,7 @@ class AdversarialTrainer(EpochLoop):
         sums = {"g": 0.0, "d": 0.0, "real": 0.0, "fake": 0.0}
         g_steps = 0
         bar = tqdm(batches, desc=f"epoch {epoch}/{cfg.epochs}", leave=False, mininterval=1.0, file=sys.stderr,
-                   disable=None if dist.is_main else True)
+                   disable=None if dist.is_main and cfg.progress == "epochs" else True)
         for index in bar:
             shard = dist.shard(index)
             real = model.to_unit(x_all[shard.index.to(self.device)])
