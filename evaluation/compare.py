@@ -8,7 +8,8 @@ Reads each run's ``config.json``, ``eval_<split>.json`` and ``eval_<split>_examp
                       runs with an exact likelihood, the sample grids next to real data, the table of every
                       estimate (model, data set, estimator, K, NLL nats, bits/dim, SE, k-hat summary),
                       paired differences between runs, the figures, and where every number came from
-    summary.csv       the same table as data
+    summary.csv       the table of every estimate as data
+    headline.csv      the headline table as data
     differences.csv   paired bootstrap intervals of NLL differences between runs on the same examples
     estimate_vs_k.png estimate against K (log axis), one panel per run
     khat.png          histogram of per-example Pareto k-hat (largest K of each IS-type estimator)
