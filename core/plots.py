@@ -129,41 +129,67 @@ def _panels(n: int, width: float = 4.2, height: float = 3.4, sharex: bool = Fals
     return fig, flat[:n]
 
 
-def save_estimates_vs_k(panels: dict[str, dict[str, list[tuple[int, float, float]]]], path: Path,
-                        ylabel: str = "NLL (nats per example)") -> None:
-    """One panel per run: estimate against K (log axis) per estimator, with +-1 standard error bars.
-
-    ``panels[title][estimator] = [(K, value, se), ...]``; the ``exact`` estimator is drawn as a line.
-    """
-    fig, axes = _panels(len(panels))
-    for ax, (title, series) in zip(axes, panels.items()):
-        for name, points in series.items():
-            label, colour, marker = ESTIMATOR_STYLE.get(name, (name, None, "o"))
-            points = sorted(points)
-            if name == "exact":
-                ax.axhline(points[0][1], color=colour, ls="--", lw=1, label=label)
-                continue
-            ks, values, ses = zip(*points)
-            ax.errorbar(ks, values, yerr=ses, color=colour, marker=marker, ms=4, capsize=2, label=label)
-        ax.set_xscale("log")
-        values = [v for points in series.values() for _, v, _ in points]
-        if values and min(values) > 0 and max(values) / min(values) > 2:
-            ax.set_yscale("log")  # naive MC at small K is far above the rest: keep the others readable
-        ax.set_xlabel("K (samples per example)")
-        ax.set_ylabel(ylabel)
-        ax.set_title(title, fontsize=9)
-        ax.grid(alpha=0.3, which="both")
-        ax.legend(fontsize=7)
+def _finish(fig: Figure, path: Path, title: str | None) -> None:
+    """Figure title (the set of runs), layout, PNG at 100 dpi."""
+    if title:
+        fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
 
 
-def save_khat_histograms(panels: dict[str, dict[str, Sequence[float]]], path: Path, clip: float = 2.0) -> None:
+def save_estimates_vs_k(panels: dict[str, dict[str, list[tuple[float, ...]]]], path: Path,
+                        ylabel: str = "NLL (nats per example)", title: str | None = None,
+                        khat_limit: float = 0.7) -> None:
+    """One panel per run: estimate against K (log axis) per estimator, with +-1 standard error bars.
+
+    ``panels[title][estimator] = [(K, value, se), ...]`` or ``(K, value, se, khat_mean)``: points whose mean k-hat
+    exceeds ``khat_limit`` (not converged) are drawn hollow. The ``exact`` estimator (K-independent) is a
+    horizontal reference line, not a curve. Every panel has the same K axis and a linear value axis; estimators
+    keep one colour, marker and legend order throughout."""
+    fig, axes = _panels(len(panels))
+    ks_all = [p[0] for series in panels.values() for name, points in series.items() if name != "exact"
+              for p in points] or [1, 10]
+    k_low, k_high = min(ks_all), max(ks_all)
+    k_limits = (k_low / 1.5, k_high * 1.5) if k_high > k_low else (k_low / 3, k_low * 3)
+    order = list(ESTIMATOR_STYLE)
+    hollow_used = False
+    for ax, (panel_title, series) in zip(axes, panels.items()):
+        for name in sorted(series, key=lambda n: order.index(n) if n in order else len(order)):
+            label, colour, marker = ESTIMATOR_STYLE.get(name, (name, None, "o"))
+            points = sorted(series[name])
+            if name == "exact":
+                ax.axhline(points[0][1], color=colour, ls="--", lw=1.2, label=f"{label} (reference)")
+                continue
+            ks, values, ses = [p[0] for p in points], [p[1] for p in points], [p[2] for p in points]
+            line = ax.errorbar(ks, values, yerr=ses, color=colour, marker=marker, ms=5, capsize=2, label=label)
+            bad = [i for i, p in enumerate(points) if len(p) > 3 and p[3] is not None and p[3] > khat_limit]
+            if bad:
+                hollow_used = True
+                ax.plot([ks[i] for i in bad], [values[i] for i in bad], ls="none", marker=marker or "o", ms=7,
+                        mfc="white", mec=line[0].get_color(), zorder=3)
+        ax.set_xscale("log")
+        ax.set_xlim(*k_limits)
+        if set(series) == {"exact"}:  # a reference line alone: a window around it
+            value = series["exact"][0][1]
+            ax.set_ylim(value - max(1.0, 0.05 * abs(value)), value + max(1.0, 0.05 * abs(value)))
+        ax.set_xlabel("K (samples per example)")
+        ax.set_ylabel(ylabel)
+        ax.set_title(panel_title, fontsize=9)
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=7)
+    if hollow_used:
+        title = f"{title}\n" if title else ""
+        title += f"hollow markers: not converged (mean Pareto k-hat > {khat_limit})"
+    _finish(fig, path, title)
+
+
+def save_khat_histograms(panels: dict[str, dict[str, Sequence[float]]], path: Path, clip: float = 2.0,
+                         title: str | None = None) -> None:
     """One panel per run: histogram of per-example Pareto k-hat per estimator; 0.5 and 0.7 marked.
     Values above ``clip`` (naive MC reaches k-hat ~ 30) are counted in the last bin."""
     fig, axes = _panels(len(panels), sharex=True)
     bins = [-0.5 + i * (clip + 0.5) / 50 for i in range(51)]
-    for ax, (title, series) in zip(axes, panels.items()):
+    for ax, (panel_title, series) in zip(axes, panels.items()):
         for name, values in series.items():
             label, colour, _ = ESTIMATOR_STYLE.get(name.split(" ")[0], (name, None, None))
             kept = [min(max(v, -0.5), clip) for v in values if not math.isnan(v)]
@@ -174,23 +200,37 @@ def save_khat_histograms(panels: dict[str, dict[str, Sequence[float]]], path: Pa
             ax.axvline(level, color="grey", ls=style, lw=1)
         ax.set_xlabel(f"Pareto k-hat (> 0.7: unreliable; > {clip:g} shown at {clip:g})")
         ax.set_ylabel("examples")
-        ax.set_title(title, fontsize=9)
+        ax.set_title(panel_title, fontsize=9)
         ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    _finish(fig, path, title)
 
 
-def save_gap_histograms(panels: dict[str, Sequence[float]], path: Path) -> None:
+def save_gap_histograms(panels: dict[str, Sequence[float]], path: Path, title: str | None = None) -> None:
     """One panel per run: histogram over examples of the gap IS - ELBO (nats) at the same K (one x axis)."""
     fig, axes = _panels(len(panels), sharex=True)
-    for ax, (title, gaps) in zip(axes, panels.items()):
+    for ax, (panel_title, gaps) in zip(axes, panels.items()):
         gaps = [g for g in gaps if math.isfinite(g)]
         ax.hist(gaps, bins=30, color="tab:purple", alpha=0.8)
         mean = sum(gaps) / max(len(gaps), 1)
         ax.axvline(mean, color="black", ls="--", lw=1, label=f"mean {mean:.2f} nats")
         ax.set_xlabel("IS - ELBO per example (nats)")
         ax.set_ylabel("examples")
-        ax.set_title(title, fontsize=9)
+        ax.set_title(panel_title, fontsize=9)
         ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    _finish(fig, path, title)
+
+
+def save_sample_grids(panels: dict[str, tuple[torch.Tensor, int]], path: Path, title: str | None = None,
+                      columns: int = 4) -> None:
+    """One panel per entry: ``panels[title] = (images (N, C, H, W) on the data scale, levels)`` as a grid (the
+    model's samples next to real data), up to ``columns`` panels a row, each 2.8 inches wide."""
+    cols = min(len(panels), columns)
+    rows = int(math.ceil(len(panels) / cols))
+    fig = Figure(figsize=(2.8 * cols, 3.0 * rows + (0.4 if title else 0)))
+    axes = list(fig.subplots(rows, cols, squeeze=False).ravel())
+    for ax in axes:
+        ax.axis("off")
+    for ax, (panel_title, (images, levels)) in zip(axes, panels.items()):
+        ax.imshow(image_grid(images, levels).numpy(), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+        ax.set_title(panel_title, fontsize=9)
+    _finish(fig, path, title)

@@ -49,6 +49,8 @@ FAMILY: dict[str, str] = {
 BINARIZATION = {"mnist": "bernoulli", "fashion_mnist": "bernoulli", "digits": "threshold"}
 #: default training epochs per family (MNIST: 50,000 images an epoch; digits: 1,297)
 DEFAULT_EPOCHS = {"mnist": 6, "fashion_mnist": 6, "digits": 60}
+#: about how long training a family's classifier takes on 2 CPU cores (seconds), for the announcement
+EXPECTED_SECONDS = {"mnist": 300, "fashion_mnist": 300, "digits": 15}
 NUM_CLASSES = 10
 KIND = "dgm_feature_classifier"
 CLASSIFIER_SEED = 0
@@ -243,10 +245,18 @@ def get_classifier(dataset: str, directory: str | os.PathLike | None = None, dat
     if not train_if_missing:
         raise DGMError(f"no {family} classifier at {path}; train it with python -m evaluation.classifier "
                        f"--dataset {family}")
-    print(f"training the {family} feature classifier once (cached in {path}) ...", file=sys.stderr, flush=True)
-    classifier = train_classifier(family, data_dir)
+    print(f"training the feature classifier for sample quality (one-off, ~{EXPECTED_SECONDS.get(family, 60)} s; the "
+          f"{family} family, cached in {path}) ...", flush=True)
+    start = time.perf_counter()
+    classifier = train_classifier(family, data_dir, progress=False)
     save_classifier(classifier, path)
+    print(f"trained the {family} feature classifier in {time.perf_counter() - start:.0f} s", flush=True)
     return classifier
+
+
+def has_classifier(dataset: str, directory: str | os.PathLike | None = None) -> bool:
+    """Whether the classifier that judges ``dataset`` is cached (``get_classifier`` would not train one)."""
+    return classifier_path(family_of(dataset), directory).is_file()
 
 
 def main(argv: list[str] | None = None) -> int:

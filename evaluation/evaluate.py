@@ -47,6 +47,7 @@ from evaluation.result_files import result_paths
 from evaluation.sample_passes import check_chunk_size, check_estimates, check_num_samples, reduce_pass
 from inference.objectives.trace_checks import ExampleUnit
 from inference.training.load_run import LoadedRun, load_run
+from models.protocols import DiscreteLikelihood
 
 #: the shared sample passes, in the order they run at each K
 PROPOSALS = ("prior", "guide")
@@ -59,6 +60,12 @@ def default_estimators(model: Any) -> list[str]:
     """The registered estimators in the default set that apply to ``model`` (latent-variable models: naive MC,
     ELBO and IS, and exact where a closed form exists; exact models: exact)."""
     return [spec.name for spec in ESTIMATORS.specs() if spec.default and spec.applies(model) is None]
+
+
+def discrete_likelihood(model: Any) -> bool:
+    """Whether ``model``'s log p(x) is a probability of the discrete data (False: a density of continuous values,
+    ``models.protocols.DiscreteLikelihood``); ``evaluation.compare`` ranks only the former together."""
+    return bool(model.discrete_likelihood) if isinstance(model, DiscreteLikelihood) else True
 
 
 def summarise(estimates: torch.Tensor, dim: int, seconds: float, khat: np.ndarray | None = None,
@@ -180,13 +187,15 @@ def evaluate_run(run: LoadedRun, split: str = "test", estimators: Sequence[str] 
                  num_samples: Sequence[int] = (1,), limit: int | None = None, chunk_size: int | None = None,
                  seed: int = 0, device: torch.device | None = None, every: int = 1,
                  options: Mapping[str, Any] | None = None, joint: bool | str = False,
-                 ais_options: AISOptions | None = None, ais_pilot_chains: int | None = None) -> dict[str, Any]:
+                 ais_options: AISOptions | None = None, ais_pilot_chains: int | None = None,
+                 log: Callable[[str], None] | None = print) -> dict[str, Any]:
     """Evaluate ``run`` on ``split`` with each estimator and K; write and return ``eval_<split>.json``.
 
     The examples are ``split[::every][:limit]`` (``every`` > 1 gives a subset spread over the whole
     split: the static binarized MNIST test file is ordered in blocks of very different difficulty, so
     its first N examples are not a representative sample). Example ids are indices into the split.
-    ``options``: {estimator name: its options dataclass}; ``joint``: see the module docstring."""
+    ``options``: {estimator name: its options dataclass}; ``joint``: see the module docstring. ``log``: where
+    each estimate's line and the closing line go (None: nowhere, for callers that summarise)."""
     unit = ExampleUnit.of(joint)
     names = list(estimators or default_estimators(run.model))
     specs = check_estimators(run.model, names, unit.joint)
@@ -215,7 +224,8 @@ def evaluate_run(run: LoadedRun, split: str = "test", estimators: Sequence[str] 
         result.update({"schema_version": SCHEMA_VERSION, "run": str(run.run_dir), "model": run.config["model"],
                        "dataset": run.config["dataset"], "split": split, "n_examples": int(x.shape[0]),
                        "every": every, "limit": limit, "joint": unit.joint, "estimate_of": unit.describe(),
-                       "checkpoint_epoch": run.epoch, "provenance": provenance(device)})
+                       "checkpoint_epoch": run.epoch, "discrete_likelihood": discrete_likelihood(run.model),
+                       "provenance": provenance(device)})
         result.setdefault("estimators", {})
         rows: list[Row] = []
 
@@ -228,11 +238,13 @@ def evaluate_run(run: LoadedRun, split: str = "test", estimators: Sequence[str] 
 
         run.model.to(device)
         evaluate_model(run.model, x.to(device), names, list(num_samples), run.dataset.spec.dim, chunk_size, seed,
-                       ids.tolist(), options=options, joint=unit.joint, ais_options=ais_options,
+                       ids.tolist(), log=log, options=options, joint=unit.joint, ais_options=ais_options,
                        ais_pilot_chains=ais_pilot_chains, on_result=save)
+    if log is None:
+        return result
     subset = f"every {every}th" if every > 1 else "all"
-    print(f"evaluated {x.shape[0]} {split} examples ({subset}{f', the first {limit}' if limit else ''}) of "
-          f"{run.run_dir}; wrote {path.name} and {examples.name}", flush=True)
+    log(f"evaluated {x.shape[0]} {split} examples ({subset}{f', the first {limit}' if limit else ''}) of "
+          f"{run.run_dir}; wrote {path.name} and {examples.name}")
     return result
 
 

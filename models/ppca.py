@@ -22,8 +22,24 @@ the flattened images as a continuous density of *uniformly dequantized* data: a 
 u ~ U[0, 1)^D in model and guide, y = x + u, so that every estimate is of the discrete log P(x)
 (``elbo`` gives the dequantization bound E_u log p(x + u) <= log P(x); ``importance_sampled`` rises
 to log P(x)), and bits/dim are those of the discrete data. There ``log_marginal`` refuses (P(x) is a
-Gaussian integral over a box). Built with ``PPCA.vectors(config, D)`` or ``PPCA.random(...)``,
-it models real vectors (N, D) with no dequantization: the tests' and notebooks' ground truth.
+Gaussian integral over a box). With ``--images centres`` it is instead a density of the bin centres
+y = x + 1/2 (no dequantization latent): log p(y) is then closed form, so the ``exact`` estimator applies
+and naive Monte Carlo, the ELBO and importance sampling can be measured against the truth on image data
+(a density, not a probability of the discrete data: by the midpoint rule it approximates log P(x) where
+the density varies little over one bin, but it is not a bound). Built with ``PPCA.vectors(config, D)`` or
+``PPCA.random(...)``, it models real vectors (N, D) with no dequantization: the tests' and notebooks'
+ground truth.
+
+Maximum likelihood in closed form (Tipping & Bishop 1999, eqs. 7-8; ``--fit closed_form``,
+:meth:`PPCA.fit_closed_form`): with S the covariance of the (unit-scale) data and eigenvalues
+lambda_1 >= ... >= lambda_D, eigenvectors U,
+
+    mu = mean,   sigma^2 = mean(lambda_{L+1..D}),   W = U_L (Lambda_L - sigma^2 I)^{1/2} R
+
+maximise the mean log p(y) for any rotation R (``--rotation``: R = I, or a fixed random one so that the
+posterior is correlated and a diagonal guide is only an approximation). For dequantized images the training objective with the exact guide is the
+dequantization bound E_u log p(x + u), whose maximiser is the same fit to the moments of x + u: mean
+xbar + 1/2 and covariance S_x + I/12 (u is independent of x with variance 1/12 per pixel).
 """
 from __future__ import annotations
 
@@ -51,6 +67,19 @@ class PPCAConfig:
     guide: Literal["exact", "diagonal"] = field(default="exact", metadata={
         "help": "exact: the closed-form posterior (full covariance), so training is exact maximum likelihood; "
                 "diagonal: an amortised mean-field Gaussian (a deliberately poorer guide)"})
+    images: Literal["dequantized", "centres"] = field(default="dequantized", metadata={
+        "help": "dequantized: y = x + u with a latent u ~ U[0, 1)^D, so estimates are of the discrete P(x); "
+                "centres: a density of the bin centres x + 1/2 with a closed-form log p (the exact estimator "
+                "applies; a density, not a probability of the discrete data)"})
+    rotation: Literal["principal", "random"] = field(default="principal", metadata={
+        "help": "columns of the closed-form W: principal, W = U (Lambda - sigma^2 I)^1/2 (orthogonal columns, so the "
+                "posterior covariance is diagonal and the diagonal guide is exact); random, that W times a fixed "
+                "random rotation (seed 0): the same likelihood, a correlated posterior, so the diagonal guide is an "
+                "approximation as a learnt encoder's is"})
+    fit: Literal["svi", "closed_form"] = field(default="svi", metadata={
+        "help": "svi: gradient steps on the training objective; closed_form: the maximum-likelihood fit of "
+                "Tipping & Bishop (1999) from the training data's covariance in one epoch (the diagonal guide "
+                "set to its mean-field optimum); later epochs repeat it"})
 
     def validate(self) -> None:
         if self.latent_dim < 1:
@@ -66,6 +95,9 @@ class PPCA(GenerativeModel):
             raise ValueError("PPCA needs a data set spec or a data dimension")
         self.config = config
         self.discrete = spec is not None
+        #: images modelled with the dequantization latent u (else real vectors, or the bin centres x + 1/2)
+        self.dequantized = self.discrete and config.images == "dequantized"
+        self.offset = 0.5 if self.discrete and not self.dequantized else 0.0
         self.data_dim = spec.dim if spec is not None else int(data_dim)  # type: ignore[arg-type]
         self.scale = float(spec.levels) if spec is not None else 1.0
         dim, latent = self.data_dim, config.latent_dim
@@ -111,11 +143,56 @@ class PPCA(GenerativeModel):
 
     @property
     def has_log_marginal(self) -> bool:
-        """log p(x) is closed-form for real vectors; for dequantized images it is a box integral."""
-        return not self.discrete
+        """log p(x) is closed-form for real vectors and bin centres; for dequantized images it is a box integral."""
+        return not self.dequantized
+
+    @property
+    def discrete_likelihood(self) -> bool:
+        """Whether its estimates are of the probability of discrete data (False: a density)."""
+        return self.dequantized
+
+    @property
+    def fits_in_closed_form(self) -> bool:
+        """``--fit closed_form``: the trainer calls :meth:`fit_closed_form` instead of gradient steps."""
+        return self.config.fit == "closed_form"
 
     def _flat(self, x: torch.Tensor) -> torch.Tensor:
         return x.reshape(x.shape[0], -1).to(self.weight.dtype)
+
+    @torch.no_grad()
+    def fit_closed_form(self, x: torch.Tensor) -> float:
+        """Set W, mu, sigma to the maximum-likelihood fit to ``x`` (module docstring; the dequantization bound's
+        maximiser for dequantized images) and the diagonal guide to its mean-field optimum; returns the
+        maximised mean training objective (nats per example): mean log p(y), or mean E_u log p(x + u)."""
+        y = x.reshape(x.shape[0], -1).to(torch.float64) + self.offset
+        n, dim, latent = y.shape[0], self.data_dim, self.latent_dim
+        if latent >= dim:
+            raise DGMError(f"the closed-form fit needs --latent-dim below the data dimension {dim} (sigma^2 is the "
+                           "mean of the discarded eigenvalues)")
+        if n < 2:
+            raise DGMError("the closed-form fit needs at least 2 training examples")
+        mean = y.mean(0)
+        centred = y - mean
+        cov = centred.T @ centred / n  # the maximum-likelihood (biased) covariance
+        if self.dequantized:  # moments of x + u, u ~ U[0, 1)^D independent of x
+            mean = mean + 0.5
+            cov = cov + torch.eye(dim, dtype=cov.dtype) / 12
+        mean, cov = mean / self.scale, cov / self.scale ** 2
+        values, vectors = torch.linalg.eigh(cov)  # ascending
+        values, vectors = values.flip(0), vectors.flip(1)
+        noise2 = values[latent:].mean().clamp(min=1e-12)
+        weight = vectors[:, :latent] * (values[:latent] - noise2).clamp(min=0).sqrt()
+        if self.config.rotation == "random":  # W R for an orthogonal R: p(y) is unchanged
+            gen = torch.Generator().manual_seed(0)
+            rotation, _ = torch.linalg.qr(torch.randn(latent, latent, generator=gen, dtype=torch.float64))
+            weight = weight @ rotation
+        self.weight.copy_(weight.to(self.weight.dtype))
+        self.bias.copy_(mean.to(self.bias.dtype))
+        self.log_noise.fill_(0.5 * float(noise2.log()))
+        self.set_mean_field_guide()
+        # at the maximum tr(C^-1 S) = D: mean log p = -(D log 2 pi + log det C + D) / 2, C on the data scale
+        log_det = values[:latent].log().sum() + (dim - latent) * noise2.log() + 2 * dim * math.log(self.scale)
+        return float(-0.5 * (dim * math.log(2 * math.pi) + log_det + dim))
 
     def _precision_factor(self) -> torch.Tensor:
         """Cholesky factor of M = W^T W + sigma^2 I_L, (L, L)."""
@@ -141,17 +218,18 @@ class PPCA(GenerativeModel):
         return dist.LowRankMultivariateNormal(self.scale * self.bias, self.scale * self.weight, diag)
 
     def log_marginal(self, x: torch.Tensor) -> torch.Tensor:
-        """log p(x) in nats, (N,), in closed form; real vectors only."""
-        if self.discrete:
+        """log p(x) in nats, (N,), in closed form: real vectors, or the density at the bin centres x + 1/2."""
+        if self.dequantized:
             raise DGMError("PPCA on a discrete data set has no closed-form log P(x) (a Gaussian integral over "
-                           "each pixel's dequantization bin); use importance_sampled")
-        return self.marginal().log_prob(self._flat(x))
+                           "each pixel's dequantization bin); use importance_sampled (or train with --images "
+                           "centres for a closed-form density)")
+        return self.marginal().log_prob(self._flat(x) + self.offset)
 
     def kl_to_posterior(self, x: torch.Tensor) -> torch.Tensor:
-        """KL(q(z | x) || p(z | x)) of the diagonal guide, (N,), in closed form; real vectors only."""
-        if self.discrete:
-            raise DGMError("the closed-form KL needs real vectors (no dequantization)")
-        y = self._flat(x)
+        """KL(q(z | x) || p(z | x)) of the diagonal guide, (N,), in closed form; real vectors and bin centres."""
+        if self.dequantized:
+            raise DGMError("the closed-form KL needs real vectors or bin centres (no dequantization)")
+        y = self._flat(x) + self.offset
         q, p = self.diagonal_posterior(y), self.posterior(y)
         return kl_diagonal_to_full(q.base_dist.loc, q.base_dist.scale, p.loc, p.scale_tril)
 
@@ -168,9 +246,10 @@ class PPCA(GenerativeModel):
 
     # ---- the Pyro model and guides ---------------------------------------------------------
     def _dequantize(self, y: torch.Tensor) -> torch.Tensor:
-        """y + u with u ~ U[0, 1)^D, a latent site of model and guide alike (images only)."""
-        if not self.discrete:
-            return y
+        """y + u with u ~ U[0, 1)^D, a latent site of model and guide alike (dequantized images); the bin
+        centres y + 1/2 (``--images centres``); y itself for real vectors."""
+        if not self.dequantized:
+            return y + self.offset if self.offset else y
         zeros = torch.zeros_like(y)
         return y + pyro.sample("u", dist.Uniform(zeros, torch.ones_like(y)).to_event(1))
 

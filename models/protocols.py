@@ -15,6 +15,11 @@ Optional capabilities, each its own protocol, tested with ``isinstance`` (they a
   take ``max_plate_nesting``); every :class:`Story` has both, a user's own object may have either.
 * :class:`ExactMarginal`: ``log_marginal(x)`` in closed form (PPCA). ``has_log_marginal`` says whether it
   applies to the story's data set (PPCA of dequantized images has none).
+* :class:`ClosedFormFit`: the maximum of the training objective in closed form (PPCA with ``--fit
+  closed_form``); ``fits_in_closed_form`` says whether the story's options ask for it.
+* :class:`DiscreteLikelihood`: ``discrete_likelihood`` False where the story's log p(x) is a density of
+  continuous values rather than a probability of the discrete data (PPCA of bin centres): its bits/dim
+  are not ranked with the others. Stories without it are of the discrete data.
 * :class:`RequestsObjective`: ``training_objective()`` names what the story wants to be trained with
   (:class:`ObjectiveRequest`: a name from ``inference.objectives.registry``, particles, KL warm-up) as
   plain data: a story knows nothing of how the objective is computed.
@@ -79,6 +84,23 @@ class ExactMarginal(Protocol):
     def has_log_marginal(self) -> bool: ...
 
     def log_marginal(self, x: torch.Tensor) -> torch.Tensor: ...
+
+
+@runtime_checkable
+class ClosedFormFit(Protocol):
+    @property
+    def fits_in_closed_form(self) -> bool: ...
+
+    def fit_closed_form(self, x: torch.Tensor) -> float:
+        """Set the parameters to the maximiser of the mean training objective on ``x`` (N, ...) and return
+        that maximum (nats per example)."""
+        ...
+
+
+@runtime_checkable
+class DiscreteLikelihood(Protocol):
+    @property
+    def discrete_likelihood(self) -> bool: ...
 
 
 @dataclass(frozen=True)

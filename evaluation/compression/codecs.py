@@ -26,6 +26,7 @@ from evaluation.compression.arm_coding import decode_arm, encode_arm
 from evaluation.compression.bits_back import decode_vae, encode_vae, initial_word_count
 from evaluation.compression.latent_buckets import DEFAULT_LATENT_BITS, latent_buckets
 from models.arm.autoregressive import AutoregressiveModel
+from models.ppca import PPCA
 from models.vae import VAE
 
 ARM_CODER = "arm-ans"
@@ -75,6 +76,9 @@ def unsupported_reason(model: Any, model_name: str) -> str | None:
             return ("equal-prior-mass buckets need the prior's per-dimension quantiles; a flow prior has none in "
                     "closed form (not implemented)")
         return None
+    if isinstance(model, PPCA) and model.discrete and not model.dequantized:
+        return ("PPCA of the bin centres is a density of continuous values; a lossless coder needs each discrete "
+                "image's probability, a Gaussian integral over its bin with no closed form (not implemented)")
     return UNSUPPORTED_MODELS.get(model_name, f"no lossless coder for {model_name!r} models")
 
 

@@ -185,7 +185,8 @@ class AdversarialTrainer(EpochLoop):
         model.train()
         sums = {"g": 0.0, "d": 0.0, "real": 0.0, "fake": 0.0}
         g_steps = 0
-        bar = progress_bar(batches, desc=f"epoch {epoch}/{cfg.epochs}", enabled=dist.is_main)
+        bar = progress_bar(batches, desc=f"epoch {epoch}/{cfg.epochs}",
+                           enabled=dist.is_main and cfg.progress == "epochs")
         for index in bar:
             shard = dist.shard(index)
             real = model.to_unit(x_all[shard.index.to(self.device)])

@@ -41,6 +41,10 @@ class TrainConfig:
         "help": "examples per epoch, drawn afresh from the shuffled training set every epoch, so that validation "
                 "and a checkpoint come every N examples (long runs on a CPU budget, smoke tests); unset: the whole "
                 "training set"})
+    progress: Literal["epochs", "summary"] = field(default="epochs", metadata={
+        "help": "epochs: a line per epoch (and a bar over each epoch's batches on a terminal); summary: a bar "
+                "over the epochs on a terminal and one line when training ends (the main job's)",
+        "resumable": True})
     precision: Literal["fp32", "bf16", "fp16"] = field(default="fp32", metadata={
         "help": "arithmetic of the networks in training steps (autocast; fp16 with loss scaling, CUDA only); "
                 "validation and evaluation always run in fp32", "resumable": True})

@@ -5,7 +5,9 @@ A trainer subclasses :class:`EpochLoop` and supplies ``train_epoch(epoch) -> {"t
 is better) and ``checkpoint() -> dict``. Each epoch then appends one row to ``metrics.csv``, writes
 ``best.pt`` when the objective improves and ``checkpoint.pt`` always (atomically, in that order,
 so a run killed at any point resumes from a consistent state), and stops early after
-``config.patience`` epochs without improvement.
+``config.patience`` epochs without improvement. ``config.progress`` chooses what is printed: a line per
+epoch (``epochs``), or a bar over the epochs (on a terminal only) and one summary line at the end
+(``summary``, the main job's).
 
 Under torchrun (``dist`` enabled) every process trains; validation runs on rank 0 and its row is
 broadcast, so all processes take the same best-epoch and early-stopping decisions; only rank 0
@@ -14,6 +16,7 @@ writes ``metrics.csv`` and checkpoints, prints, and calls ``on_epoch_end`` (figu
 from __future__ import annotations
 
 import math
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +25,7 @@ from typing import Any, Callable
 import torch
 
 from core.errors import DGMError, TrainingDiverged
-from core.progress import in_notebook
+from core.progress import in_notebook, progress_bar
 from core.run_dir import BEST, CHECKPOINT, MetricsLog, atomic_torch_save, check_resumable, load_checkpoint, load_state
 from core.seeding import rng_state, set_rng_state
 from data.dataset import epoch_batches
@@ -149,43 +152,54 @@ class EpochLoop:
             raise TrainingDiverged(f"parameter {bad!r} became non-finite in epoch {epoch} (by step {self.state.step}); "
                                    f"lower --lr or set --grad-clip; {kept}")
 
-    def fit(self, on_epoch_end: Callable[[int, dict[str, Any]], None] | None = None,
-            epoch_lines: bool | None = None) -> TrainState:
+    def fit(self, on_epoch_end: Callable[[int, dict[str, Any]], None] | None = None) -> TrainState:
         """Train until ``config.epochs`` (or early stopping); returns the final state.
 
-        ``epoch_lines``: print each epoch's row (the default, except inside a notebook, where one summary
-        line when training ends replaces them; ``metrics.csv`` holds every row either way)."""
-        if epoch_lines is None:
-            epoch_lines = not in_notebook()
-        first, started = self.state.epoch + 1, time.perf_counter()
-        last: dict[str, Any] | None = None
-        while self.state.epoch < self.config.epochs:
-            epoch = self.state.epoch + 1
-            start = time.perf_counter()
-            row: dict[str, Any] = {"epoch": epoch}
-            losses = self.train_epoch(epoch)
-            row.update({"step": self.state.step, **losses})
-            row.update(self.dist.on_main(self.validate))
-            row["seconds"] = time.perf_counter() - start
-            self.end_epoch(epoch, row)
-            last = row
-            if self.dist.is_main:
-                if epoch_lines:
-                    print(format_row(row), flush=True)
-                if on_epoch_end is not None:
-                    on_epoch_end(epoch, row)
-            if self.config.patience and self.state.bad_epochs >= self.config.patience:
+        ``config.progress``: ``"epochs"`` prints each epoch's row (``metrics.csv`` holds them either way);
+        ``"summary"`` a bar over the epochs (on a terminal) and one line when training ends, which is also
+        what a notebook gets."""
+        every_epoch = getattr(self.config, "progress", "epochs") == "epochs" and not in_notebook()
+        first, began = self.state.epoch, time.perf_counter()
+        bar = None if every_epoch or not self.dist.is_main else progress_bar(
+            total=self.config.epochs, desc="epochs", unit="epoch")
+        if bar is not None:
+            bar.update(self.state.epoch)
+        row: dict[str, Any] = {}
+        stopped = ""
+        try:
+            while self.state.epoch < self.config.epochs:
+                epoch = self.state.epoch + 1
+                start = time.perf_counter()
+                row = {"epoch": epoch}
+                losses = self.train_epoch(epoch)
+                row.update({"step": self.state.step, **losses})
+                row.update(self.dist.on_main(self.validate))
+                row["seconds"] = time.perf_counter() - start
+                self.end_epoch(epoch, row)
                 if self.dist.is_main:
-                    print(f"early stopping: the validation objective did not improve for {self.config.patience} "
-                          f"epochs (best epoch {self.state.best_epoch})", flush=True)
-                break
-        if self.dist.is_main and not epoch_lines and last is not None:
-            print(f"trained epochs {first}-{self.state.epoch} in {time.perf_counter() - started:.0f} s "
-                  f"(best epoch {self.state.best_epoch}); last: {format_row(last)}", flush=True)
+                    if every_epoch:
+                        print(_row_line(row), flush=True)
+                    elif bar is not None:
+                        bar.update(1)
+                    if on_epoch_end is not None:
+                        on_epoch_end(epoch, row)
+                if self.config.patience and self.state.bad_epochs >= self.config.patience:
+                    stopped = (f"early stopping: the validation objective did not improve for {self.config.patience} "
+                               f"epochs (best epoch {self.state.best_epoch})")
+                    if self.dist.is_main and every_epoch:
+                        print(stopped, flush=True)
+                    break
+        finally:
+            if bar is not None:
+                bar.close()
+        if self.dist.is_main and not every_epoch and self.state.epoch > first:
+            print(f"trained epochs {first + 1}-{self.state.epoch} in {time.perf_counter() - began:.1f}s; last: "
+                  f"{_row_line({k: v for k, v in row.items() if k not in ('epoch', 'step', 'seconds')})}; best epoch "
+                  f"{self.state.best_epoch}" + (f"; {stopped}" if stopped else ""), flush=True)
         self.dist.barrier()  # every process leaves training once rank 0's last checkpoint is written
         return self.state
 
 
-def format_row(row: dict[str, Any]) -> str:
-    """One epoch's metrics row as one line: ``epoch 3  step 33  train_loss 25.89  ...``."""
+def _row_line(row: dict[str, Any]) -> str:
+    """``epoch 3  step 33  train_loss 112.3 ...``: a metrics row as one line."""
     return "  ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items())

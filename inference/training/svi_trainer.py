@@ -8,7 +8,10 @@ The objective is the one the story asks for (``models.protocols.ObjectiveRequest
 optimiser (the same gradient as ``pyro.infer.SVI.step``; a torch optimiser keeps its state a plain
 ``state_dict`` and gives us LR schedules). Per epoch: validation with a fixed seed, a row of
 ``metrics.csv``, ``best.pt`` when the validation objective improves, ``checkpoint.pt`` always,
-figures. ``--resume`` restores weights, optimiser, scheduler and every RNG state, so a resumed run
+figures. A story that fits in closed form (``models.protocols.ClosedFormFit``: PPCA with ``--fit
+closed_form``) takes no gradient steps: each epoch sets its parameters to the maximiser of the training
+objective on the epoch's training data, and the rest (validation, files) is as above. ``--resume``
+restores weights, optimiser, scheduler and every RNG state, so a resumed run
 reproduces an uninterrupted one exactly.
 
 Under torchrun the loss runs in DistributedDataParallel with this process's share of each global
@@ -39,7 +42,7 @@ from inference.training.optimizers import make_adam, make_scheduler, parameter_g
 from inference.training.precision import Precision
 from inference.training.config import TrainConfig
 from inference.training.registry import register_trainer
-from models.protocols import ValidationStatistics
+from models.protocols import ClosedFormFit, ValidationStatistics
 
 def first_nonfinite_module(model: torch.nn.Module, run: Callable[[], Any]) -> str:
     """Re-run ``run`` with forward hooks and name the first module whose output is NaN or infinite."""
@@ -107,9 +110,15 @@ class SVITrainer(EpochLoop):
         """Refuse a story the SVI trainer cannot train (its objective request names no objective)."""
         objective_for(model)
 
+    @property
+    def closed_form(self) -> bool:
+        """The story fits in closed form (``models.protocols.ClosedFormFit``): one fit an epoch, no SVI steps."""
+        return isinstance(self.model, ClosedFormFit) and bool(self.model.fits_in_closed_form)
+
     def describe(self) -> str:
         n_params = sum(p.numel() for p in self.model.parameters())
-        return f"{self.dataset.spec.dim} dims, {n_params:,} parameters"
+        how = ", closed-form maximum-likelihood fit" if self.closed_form else ""
+        return f"{self.dataset.spec.dim} dims, {n_params:,} parameters{how}"
 
     def final_evaluation(self, best: Any) -> None:
         """The test ELBO with one sample (the exact log-likelihood for a story without latents)."""
@@ -132,11 +141,17 @@ class SVITrainer(EpochLoop):
         """One pass over the shuffled training data: ``train_loss``, the mean loss per example (nats)."""
         cfg = self.config
         x_all, batches = self.training_batches(epoch)
+        if self.closed_form:  # the whole epoch's training data at once (every process computes the same fit)
+            self.model.train()
+            objective = self.model.fit_closed_form(x_all)
+            self.state.step += 1
+            return {"train_loss": -objective}
         dist = self.dist
         dist.reseed(cfg.seed, epoch)
         self.model.train()
         total = torch.zeros((), dtype=torch.float64, device=self.device)  # float64: 50,000 terms of ~100 nats
-        bar = progress_bar(batches, desc=f"epoch {epoch}/{cfg.epochs}", enabled=dist.is_main)
+        bar = progress_bar(batches, desc=f"epoch {epoch}/{cfg.epochs}",
+                           enabled=dist.is_main and cfg.progress == "epochs")
         warmup = hasattr(self.objective, "kl_weight") and self.request.kl_warmup_epochs > 0
         validate = self._validated_steps == 0 and is_validation_enabled()
         # Pyro's and torch's argument validation check the program on this process's first step; later steps

@@ -16,6 +16,7 @@ from core.errors import DGMError
 from evaluation import ESTIMATORS, EstimatorSpec, register_estimator
 from evaluation.diagnostics import standard_error
 from evaluation.estimator_registry import headline_order
+from evaluation.result_files import result_paths
 from evaluation.estimators import log_mean_exp, log_weight_chunks
 from evaluation.evaluate import main as evaluate_main
 from inference.train import main as train_main
@@ -73,10 +74,10 @@ def test_a_registered_toy_runs_through_the_command_line_with_its_options(toy, pp
     code, out, err = cli(evaluate_main, [ppca_run, "--estimators", "importance_sampled", "shifted_is",
                                          "--num-samples", "10", "--limit", "6", "--shifted-is-offset", "1.5"], capsys)
     assert code == 0, err
-    summary, per_example = result_paths(ppca_run, "test", limit=6)
+    summary, examples = result_paths(ppca_run, "test", limit=6)  # the first 6 test images' own files
     result = json.loads(summary.read_text())
     assert set(result["estimators"]) >= {"importance_sampled", "shifted_is"}
-    rows = list(csv.DictReader(per_example.open()))
+    rows = list(csv.DictReader(examples.open()))
     value = {(r["estimator"], int(r["example_id"])): float(r["log_likelihood"]) for r in rows if r["K"] == "10"}
     for i in range(6):  # the same pass of guide samples: exactly IS + 1.5 per example
         assert value[("shifted_is", i)] == pytest.approx(value[("importance_sampled", i)] + 1.5, abs=1e-12)
@@ -106,7 +107,8 @@ def test_a_plain_function_registered_by_assignment_runs_in_evaluate(ppca_run, ca
         code, _, err = cli(evaluate_main, [ppca_run, "--estimators", "best_weight", "--num-samples", "4",
                                            "--limit", "3"], capsys)
         assert code == 0, err
-        entry = json.loads(result_paths(ppca_run, "test", limit=3)[0].read_text())["estimators"]["best_weight"]["4"]
+        summary, _ = result_paths(ppca_run, "test", limit=3)
+        entry = json.loads(summary.read_text())["estimators"]["best_weight"]["4"]
         assert math.isfinite(entry["log_likelihood"])
     finally:
         ESTIMATORS.unregister("best_weight")

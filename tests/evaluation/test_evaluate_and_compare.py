@@ -1,5 +1,6 @@
 """``python -m evaluation.evaluate`` and ``python -m evaluation.compare`` on tiny trained runs: the files of
-the conventions, properties that hold per example, merging, pairing, and the report; the demo's quick mode."""
+the conventions, properties that hold per example, merging, pairing, and the report (the demo's quick mode:
+``tests/demo/test_main_job.py``)."""
 from __future__ import annotations
 
 import csv
@@ -12,18 +13,14 @@ import pandas as pd
 import pytest
 
 from core.errors import run_cli
-from evaluation.compare import load_evaluation, main as compare_main, write_report
+from evaluation.compare import main as compare_main
 from evaluation.evaluate import main as evaluate_main
-from inference.train import main as train_main
 from evaluation.result_files import result_paths
+from inference.train import main as train_main
 from tests.conftest import cli
 
 KS = ["1", "10", "100"]
 LIMIT = 40  # the fixture evaluates the first 40 test images: files eval_test_limit40.json / _examples.csv
-
-
-def _summary(run: Path, every: int = 1, limit: int | None = LIMIT) -> dict:
-    return json.loads(result_paths(run, "test", every, limit)[0].read_text())
 
 
 def _train(out: Path, *options: str) -> Path:
@@ -46,12 +43,17 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return out
 
 
+def _result(run: Path, every: int = 1, limit: int | None = LIMIT) -> dict:
+    """The evaluation of a subset (the fixture's: the first 40 test images), ``evaluation.result_files``."""
+    return json.loads(result_paths(run, "test", every, limit)[0].read_text())
+
+
 def _rows(run: Path, every: int = 1, limit: int | None = LIMIT) -> list[dict[str, str]]:
     return list(csv.DictReader(result_paths(run, "test", every, limit)[1].open()))
 
 
 def test_eval_json_follows_the_conventions(runs):
-    result = _summary(runs["vae"])
+    result = _result(runs["vae"])
     assert result["schema_version"] == 1 and result["split"] == "test" and result["n_examples"] == 40
     assert set(result["estimators"]) == {"naive_monte_carlo", "elbo", "importance_sampled"}
     for name, by_k in result["estimators"].items():
@@ -62,8 +64,11 @@ def test_eval_json_follows_the_conventions(runs):
             assert entry["se"] > 0 and entry["seconds"] >= 0
             assert ("khat" in entry) == (int(k) >= 100 and name != "elbo")
     assert 0 <= result["estimators"]["importance_sampled"]["100"]["khat"]["frac_above_0.7"] <= 1
-    ppca = _summary(runs["ppca"])
+    ppca = _result(runs["ppca"])
     assert "exact" not in ppca["estimators"]  # dequantized images: no closed form
+    assert ppca["discrete_likelihood"] is True and result["discrete_likelihood"] is True
+    # the trainer's evaluation of the whole split is kept beside the subset's
+    assert json.loads((runs["vae"] / "eval_test.json").read_text())["n_examples"] == 250
 
 
 def test_examples_csv_and_per_example_properties(runs):
@@ -96,19 +101,19 @@ def test_evaluations_merge_and_restart_on_other_examples(runs, tmp_path, capsys)
     shutil.copytree(runs["vae"], run)
     code, out, err = cli(evaluate_main, [run, "--num-samples", "3", "--limit", "40", "--estimators", "elbo"], capsys)
     assert code == 0, err
-    result = _summary(run)
-    assert list(result["estimators"]["elbo"]) == KS + ["3"]  # merged into the same subset's files
+    result = _result(run)
+    assert list(result["estimators"]["elbo"]) == KS + ["3"]  # merged
     assert len(_rows(run)) == 3 * len(KS) * 40 + 40
-    whole = _summary(run, limit=None)  # the trainer's evaluation of the whole split is untouched
+    whole = _result(run, limit=None)  # the trainer's evaluation of the whole split is untouched
     assert list(whole["estimators"]) == ["elbo"] and whole["n_examples"] > 40
     code, out, err = cli(evaluate_main, [run, "--num-samples", "2", "--every", "25", "--estimators", "elbo"], capsys)
     assert code == 0, err
-    result = _summary(run, every=25, limit=None)
+    result = _result(run, every=25, limit=None)
     assert result["n_examples"] == 10 and list(result["estimators"]) == ["elbo"]  # another subset: its own files
     assert "evaluated 10 test examples (every 25th)" in out and "eval_test_every25.json" in out  # says how many and where it wrote
     assert [int(r["example_id"]) for r in _rows(run, every=25, limit=None)] == list(range(0, 250, 25))
-    assert list(_summary(run)["estimators"]["elbo"]) == KS + ["3"]  # the first 40 images' results are kept
-    assert _summary(run, limit=None) == whole
+    assert list(_result(run)["estimators"]["elbo"]) == KS + ["3"]  # the first 40 images' results are kept
+    assert _result(run, limit=None) == whole
 
 
 def test_compare_writes_report_tables_and_figures(runs, tmp_path, capsys):
@@ -117,7 +122,10 @@ def test_compare_writes_report_tables_and_figures(runs, tmp_path, capsys):
     assert code == 0, err
     report = (tmp_path / "cmp" / "report.md").read_text()
     assert "| run | model | dataset | N | estimator | K | NLL (nats) | SE | bits/dim | k-hat mean |" in report
-    for name in ("estimate_vs_k.png", "khat.png", "elbo_is_gap.png", "summary.csv", "differences.csv"):
+    assert report.index("## Headline") < report.index("## Estimators against an exact likelihood") \
+        < report.index("## Samples next to real data") < report.index("## Every estimate")
+    for name in ("estimate_vs_k.png", "khat.png", "elbo_is_gap.png", "samples.png", "summary.csv", "headline.csv",
+                 "differences.csv"):
         assert (tmp_path / "cmp" / name).stat().st_size > 0, name
         if name.endswith(".png"):
             assert f"]({name})" in report
@@ -126,20 +134,34 @@ def test_compare_writes_report_tables_and_figures(runs, tmp_path, capsys):
     differences = pd.read_csv(tmp_path / "cmp" / "differences.csv")
     assert len(differences) == 1
     row = differences.iloc[0]
-    assert row["estimate A"] == row["estimate B"] == "importance_sampled K=100"
+    # each run's headline: IS at K = 100 where its k-hat mean is at most 0.7 (converged), else the ELBO at K = 100
+    estimators = {r: _result(runs[r])["estimators"] for r in runs}
+    chosen = {r: "importance_sampled" if est["importance_sampled"]["100"]["khat"]["mean"] <= 0.7 else "elbo"
+              for r, est in estimators.items()}
+    assert (row["estimate A"], row["estimate B"]) == (f"{chosen['vae']} K=100", f"{chosen['ppca']} K=100")
     assert row["95% low"] <= row["NLL(A) - NLL(B)"] <= row["95% high"]
     # the paired mean is the difference of the two runs' mean NLLs on the same 40 examples
-    nll = {r: _summary(runs[r])["estimators"]["importance_sampled"]["100"]["nll"] for r in runs}
+    nll = {r: estimators[r][chosen[r]]["100"]["nll"] for r in runs}
     assert row["NLL(A) - NLL(B)"] == pytest.approx(nll["vae"] - nll["ppca"], abs=1e-9)
+    headline = pd.read_csv(tmp_path / "cmp" / "headline.csv", keep_default_na=False).set_index("run")
+    assert list(headline.loc[["vae", "ppca"], "estimate"]) == [f"{chosen['vae']} K=100", f"{chosen['ppca']} K=100"]
 
 
 def test_compare_refuses_to_pair_runs_on_other_examples(runs, tmp_path, capsys):
-    other = tmp_path / "vae_other"
+    """Each run's only evaluation (the trainer's whole-split files removed): 40 examples against 30."""
+    other, ppca = tmp_path / "vae_other", tmp_path / "ppca"
     shutil.copytree(runs["vae"], other)
+    shutil.copytree(runs["ppca"], ppca)
+    for run in (other, ppca):
+        for path in result_paths(run, "test"):
+            path.unlink()
+    for path in result_paths(other, "test", 1, 40):
+        path.unlink()
     code, _, err = cli(evaluate_main, [other, "--num-samples", "100", "--limit", "30"], capsys)
     assert code == 0, err
-    report = write_report([load_evaluation(runs["ppca"], limit=40), load_evaluation(other, limit=30)],
-                          tmp_path / "cmp").read_text()
+    code, _, err = cli(compare_main, [ppca, other, "--out", tmp_path / "cmp"], capsys)
+    assert code == 0, err
+    report = (tmp_path / "cmp" / "report.md").read_text()
     assert "not compared: ppca vs vae_other: evaluated on different examples (40 vs 30)" in report
 
 
@@ -150,16 +172,6 @@ def test_compare_refuses_an_unevaluated_run(runs, tmp_path, capsys):
         f.unlink()
     code, _, err = cli(compare_main, [bare, "--out", tmp_path / "cmp"], capsys)
     assert code == 2 and err.count("\n") == 1 and "has no eval_test.json" in err and "evaluation.evaluate" in err
-
-
-def test_demo_quick_ends_with_the_comparison_report(tmp_path, capsys):
-    from demo.main_job import main as demo_main
-
-    code, out, err = cli(demo_main, ["--out", tmp_path / "demo", "--quick"], capsys)
-    assert code == 0, err
-    report = (tmp_path / "demo" / "compare" / "report.md").read_text()
-    assert "| vae | vae | digits |" in report and "| ppca | ppca | digits |" in report
-    assert "Differences between runs" in report and "| vae | ppca |" in report
 
 
 class GlobalMeanStory:

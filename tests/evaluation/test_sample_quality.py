@@ -121,6 +121,24 @@ def test_get_classifier_loads_from_the_cache_and_refuses_foreign_files(classifie
         get_classifier("cifar10", tmp_path)
 
 
+def test_training_a_missing_classifier_is_announced_with_its_expected_time(classifier_folder: Path, tmp_path: Path,
+                                                                          monkeypatch, capsys) -> None:
+    """The one-off training is never hidden work: a line says what it is and about how long it takes."""
+    import evaluation.classifier as module
+    from evaluation.classifier import EXPECTED_SECONDS, has_classifier
+
+    trained = load_classifier(classifier_path("digits", classifier_folder))
+    monkeypatch.setattr(module, "train_classifier", lambda family, data_dir=None, progress=True: trained)
+    assert not has_classifier("digits", tmp_path)
+    assert get_classifier("digits", tmp_path).family == "digits"
+    out = capsys.readouterr().out
+    assert (f"training the feature classifier for sample quality (one-off, ~{EXPECTED_SECONDS['digits']} s;"
+            in out.splitlines()[0]) and out.splitlines()[0].endswith(" ...")
+    assert has_classifier("digits", tmp_path)
+    get_classifier("digits", tmp_path)  # cached: nothing more to say
+    assert capsys.readouterr().out == ""
+
+
 # ---- the floor and models ---------------------------------------------------------------------------
 @pytest.mark.parametrize("name", ["digits", "binarized_digits"])
 def test_floor_is_far_below_noise_images(name: str, classifier) -> None:
