@@ -180,13 +180,15 @@ def evaluate_run(run: LoadedRun, split: str = "test", estimators: Sequence[str] 
                  num_samples: Sequence[int] = (1,), limit: int | None = None, chunk_size: int | None = None,
                  seed: int = 0, device: torch.device | None = None, every: int = 1,
                  options: Mapping[str, Any] | None = None, joint: bool | str = False,
-                 ais_options: AISOptions | None = None, ais_pilot_chains: int | None = None) -> dict[str, Any]:
+                 ais_options: AISOptions | None = None, ais_pilot_chains: int | None = None,
+                 log: Callable[[str], None] | None = print) -> dict[str, Any]:
     """Evaluate ``run`` on ``split`` with each estimator and K; write and return ``eval_<split>.json``.
 
     The examples are ``split[::every][:limit]`` (``every`` > 1 gives a subset spread over the whole
     split: the static binarized MNIST test file is ordered in blocks of very different difficulty, so
     its first N examples are not a representative sample). Example ids are indices into the split.
-    ``options``: {estimator name: its options dataclass}; ``joint``: see the module docstring."""
+    ``options``: {estimator name: its options dataclass}; ``joint``: see the module docstring. ``log``: where the
+    one line per estimate and the closing line go (None: nowhere)."""
     unit = ExampleUnit.of(joint)
     names = list(estimators or default_estimators(run.model))
     specs = check_estimators(run.model, names, unit.joint)
@@ -226,10 +228,11 @@ def evaluate_run(run: LoadedRun, split: str = "test", estimators: Sequence[str] 
         run.model.to(device)
         evaluate_model(run.model, x.to(device), names, list(num_samples), run.dataset.spec.dim, chunk_size, seed,
                        ids.tolist(), options=options, joint=unit.joint, ais_options=ais_options,
-                       ais_pilot_chains=ais_pilot_chains, on_result=save)
+                       ais_pilot_chains=ais_pilot_chains, on_result=save, log=log)
     subset = f"every {every}th" if every > 1 else "all"
-    print(f"evaluated {x.shape[0]} {split} examples ({subset}{f', the first {limit}' if limit else ''}) of "
-          f"{run.run_dir}; wrote {path.name} and {examples.name}", flush=True)
+    if log is not None:
+        log(f"evaluated {x.shape[0]} {split} examples ({subset}{f', the first {limit}' if limit else ''}) of "
+            f"{run.run_dir}; wrote {path.name} and {examples.name}")
     return result
 
 

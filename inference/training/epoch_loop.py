@@ -56,6 +56,8 @@ class EpochLoop:
     state: TrainState
     dist: DistributedContext = SINGLE_PROCESS
     precision: Precision
+    #: print one line per epoch (and the trainer's progress bar); the Python API of user programs may turn it off
+    verbose: bool = True
 
     def loop_state(self) -> dict[str, Any]:
         """The checkpoint entries every trainer saves: where training stands, RNG states, the fp16 scaler."""
@@ -159,13 +161,13 @@ class EpochLoop:
             row.update(self.dist.on_main(self.validate))
             row["seconds"] = time.perf_counter() - start
             self.end_epoch(epoch, row)
-            if self.dist.is_main:
+            if self.dist.is_main and self.verbose:
                 print("  ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()),
                       flush=True)
-                if on_epoch_end is not None:
-                    on_epoch_end(epoch, row)
+            if self.dist.is_main and on_epoch_end is not None:
+                on_epoch_end(epoch, row)
             if self.config.patience and self.state.bad_epochs >= self.config.patience:
-                if self.dist.is_main:
+                if self.dist.is_main and self.verbose:
                     print(f"early stopping: the validation objective did not improve for {self.config.patience} "
                           f"epochs (best epoch {self.state.best_epoch})", flush=True)
                 break
