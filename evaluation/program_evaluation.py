@@ -1,7 +1,7 @@
 """Measure a trained user program (``inference.training.program_training.train_program``) with every estimator.
 
-    from evaluation.program_evaluation import evaluate_program
-    result = evaluate_program(run, num_samples=(1, 10, 100, 1000))   # run: train_program's or load_run's
+    >>> from evaluation.program_evaluation import evaluate_program
+    >>> result = evaluate_program(run, num_samples=(1, 10, 100, 1000))   # run: from train_program or load_run
 
 It is ``evaluation.evaluate.evaluate_run`` on the run's saved data (``data.pt``), so it writes the same files
 as ``python -m evaluation.evaluate`` (``eval_<split>.json`` with mean log p(x), NLL, standard error, bits/dim,

@@ -1,7 +1,7 @@
 """Train a user's own Pyro program with the project's trainer, with no registration (issue #16).
 
-    from inference.training.program_training import train_program
-    run = train_program((model, guide), x, "runs/mine", TrainConfig(epochs=20, batch_size=64, lr=1e-2))
+    >>> from inference.training.program_training import train_program
+    >>> run = train_program((model, guide), x, "runs/mine", TrainConfig(epochs=20, batch_size=64, lr=1e-2))
 
 ``program`` is a pair ``(model, guide)`` of callables taking the data batch ``x`` (functions, ``nn.Module``
 objects or their bound methods), an object with ``model`` and ``guide`` methods, or a
