@@ -15,10 +15,11 @@ import torch
 
 from core.errors import DGMError
 from data.in_memory import tensor_dataset
-from evaluation import importance_sampled
+from evaluation import exact, importance_sampled
 from inference.training.config import TrainConfig
 from inference.training.load_run import load_run
 from inference.training.program_training import train_program
+from inference.training.user_program import PyroProgram
 from tests.inference.program_fixtures import (GaussianProgram, gaussian_data, missing_latent_guide,
                                               missing_latent_model, store_guide, store_model)
 
@@ -93,8 +94,11 @@ def test_a_param_store_program_is_trained_and_restored(tmp_path: Path) -> None:
     pyro.clear_param_store()
     pyro.param("mu", torch.full((3,), 99.0))  # a global value of the same name must neither leak in nor be touched
     x = gaussian_data() + torch.tensor([2.0, -1.0, 0.5])
-    run = train_program((store_model, store_guide), tensor_dataset(x), tmp_path / "store", CONFIG, progress=False)
-    assert torch.equal(pyro.param("mu"), torch.full((3,), 99.0))
+    try:
+        run = train_program((store_model, store_guide), tensor_dataset(x), tmp_path / "store", CONFIG, progress=False)
+        assert torch.equal(pyro.param("mu"), torch.full((3,), 99.0))
+    finally:
+        pyro.clear_param_store()  # other tests' global programs must not see it
     mu = run.model.param("mu")
     assert run.model.param_names() == ["guide.a", "guide.log_scale", "mu", "sigma"]  # guide first, then model
     assert (mu - torch.zeros(3)).abs().max() > 0.1  # trained away from its initial value
@@ -129,3 +133,39 @@ def test_refusals_of_the_run_directory(tmp_path: Path) -> None:
         proc.wait()
     assert len(str(info.value).splitlines()) == 1
     assert json.loads((out / "config.json").read_text())["train"]["epochs"] == 1  # nothing was written
+
+
+def test_plain_functions_with_their_closed_form_and_discrete_data(tmp_path: Path) -> None:
+    """``PyroProgram`` gives functions a ``log_marginal``; ``tensor_dataset(x, levels)`` checks integer levels."""
+    def log_marginal(x: torch.Tensor) -> torch.Tensor:
+        mu, sigma = pyro.param("mu"), pyro.param("sigma")
+        cov = sigma**2 * torch.eye(3) + torch.ones(3, 3)
+        return torch.distributions.MultivariateNormal(mu, cov).log_prob(x)
+
+    run = train_program(PyroProgram(store_model, store_guide, log_marginal), gaussian_data(), tmp_path / "f",
+                        CONFIG, progress=False)
+    x = run.dataset.split("test")
+    with torch.no_grad():
+        assert torch.allclose(exact(run.model.model, run.model.guide, x).float(), log_marginal_of(run, x))
+    with pytest.raises(DGMError, match=r"integer levels 0\.\.1"):
+        tensor_dataset(torch.full((10, 4), 0.5), levels=2)
+    assert tensor_dataset(torch.randint(0, 2, (10, 2, 2)), levels=2).spec.shape == (2, 2)
+
+
+def log_marginal_of(run, x: torch.Tensor) -> torch.Tensor:
+    with run.model.scope():
+        cov = pyro.param("sigma") ** 2 * torch.eye(3) + torch.ones(3, 3)
+        return torch.distributions.MultivariateNormal(pyro.param("mu"), cov).log_prob(x).detach()
+
+
+def test_a_param_first_reached_after_the_first_run_is_refused_by_name(tmp_path: Path) -> None:
+    calls = []
+
+    def late_model(x: torch.Tensor) -> None:
+        calls.append(1)
+        store_model(x)
+        if len(calls) > 1:
+            pyro.param("late", torch.zeros(()))
+
+    with pytest.raises(DGMError, match="pyro.param site 'late' was first reached after"):
+        train_program((late_model, store_guide), gaussian_data(), tmp_path / "late", CONFIG, progress=False)
