@@ -10,12 +10,14 @@ class DatasetSpec:
     """A data set as the models see it.
 
     Images are float tensors of shape ``(N, C, H, W)`` holding integer levels ``0 .. levels-1``
-    (``{0, 1}`` for binary data); ``dim`` is D = C*H*W, used by bits/dim = NLL / (D ln 2).
+    (``{0, 1}`` for binary data); ``dim`` is D = C*H*W, used by bits/dim = NLL / (D ln 2). An in-memory
+    data set of a user's own program (``data.in_memory.tensor_spec``) may have any event ``shape`` and
+    ``levels=None`` for real-valued data.
     """
 
     name: str
-    shape: tuple[int, int, int]
-    levels: int
+    shape: tuple[int, ...]
+    levels: int | None
     splits: tuple[int, int, int]
     description: str
 

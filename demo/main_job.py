@@ -100,11 +100,16 @@ def summary_line(name: str, result: dict, seconds: float) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = OneLineErrorParser(prog="python -m demo", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", type=Path, default=Path("runs/demo"))
-    parser.add_argument("--dataset", default="digits")
+    parser.add_argument("--out", type=Path, default=Path("runs/demo"),
+                        help="folder of the runs (one per model) and of compare/report.md; runs already there are "
+                             "resumed, not retrained (default: runs/demo)")
+    parser.add_argument("--dataset", default="digits",
+                        help="data set every model is trained on (default: digits, embedded; binarized variants "
+                             "and MNIST need their files)")
     parser.add_argument("--epochs", type=int, default=None, help="epochs for every model (default: each job's own; "
                         "the closed-form fits take one)")
-    parser.add_argument("--num-samples", type=int, nargs="+", default=NUM_SAMPLES, metavar="K")
+    parser.add_argument("--num-samples", type=int, nargs="+", default=NUM_SAMPLES, metavar="K",
+                        help=f"samples per example K of the estimators (default: {' '.join(map(str, NUM_SAMPLES))})")
     parser.add_argument("--quick", action="store_true", help="tiny settings for smoke tests")
     args = parser.parse_args(argv)
     if args.epochs is not None and args.epochs < 1:

@@ -88,7 +88,8 @@ def guess_max_plate_nesting(model: Callable, guide: Callable | None, *args: Any)
     device = next((a.device for a in args if isinstance(a, torch.Tensor)), torch.device("cpu"))
     with poutine.block(), preserved_rng(device), torch.no_grad():
         guide_trace = poutine.trace(guide).get_trace(*args) if guide is not None else None
-        model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(*args)
+        replayed = poutine.replay(model, trace=guide_trace) if guide_trace is not None else model
+        model_trace = poutine.trace(replayed).get_trace(*args)
     dims = [f.dim for trace in (model_trace, guide_trace) if trace is not None
             for site in trace.nodes.values() if site["type"] == "sample"
             for f in site["cond_indep_stack"] if f.vectorized]

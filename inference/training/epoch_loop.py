@@ -60,6 +60,9 @@ class EpochLoop:
     state: TrainState
     dist: DistributedContext = SINGLE_PROCESS
     precision: Precision
+    #: report progress (``config.progress``: each epoch's line, or a bar and a summary line); False: silent, for
+    #: callers that print their own summary (the Python API of user programs)
+    verbose: bool = True
 
     def loop_state(self) -> dict[str, Any]:
         """The checkpoint entries every trainer saves: where training stands, RNG states, the fp16 scaler."""
@@ -158,9 +161,9 @@ class EpochLoop:
         ``config.progress``: ``"epochs"`` prints each epoch's row (``metrics.csv`` holds them either way);
         ``"summary"`` a bar over the epochs (on a terminal) and one line when training ends, which is also
         what a notebook gets."""
-        every_epoch = getattr(self.config, "progress", "epochs") == "epochs" and not in_notebook()
+        every_epoch = self.verbose and getattr(self.config, "progress", "epochs") == "epochs" and not in_notebook()
         first, began = self.state.epoch, time.perf_counter()
-        bar = None if every_epoch or not self.dist.is_main else progress_bar(
+        bar = None if every_epoch or not self.dist.is_main or not self.verbose else progress_bar(
             total=self.config.epochs, desc="epochs", unit="epoch")
         if bar is not None:
             bar.update(self.state.epoch)
@@ -192,7 +195,7 @@ class EpochLoop:
         finally:
             if bar is not None:
                 bar.close()
-        if self.dist.is_main and not every_epoch and self.state.epoch > first:
+        if self.dist.is_main and self.verbose and not every_epoch and self.state.epoch > first:
             print(f"trained epochs {first + 1}-{self.state.epoch} in {time.perf_counter() - began:.1f}s; last: "
                   f"{_row_line({k: v for k, v in row.items() if k not in ('epoch', 'step', 'seconds')})}; best epoch "
                   f"{self.state.best_epoch}" + (f"; {stopped}" if stopped else ""), flush=True)

@@ -46,7 +46,8 @@ class TrainingFigures:
         epochs = [int(r["epoch"]) for r in rows]
         scale = self.spec.dim * math.log(2)
         bpd = {"train (objective)": [float(r["train_loss"]) / scale for r in rows],
-               "validation": [float(r["val_bpd"]) for r in rows]} if "val_bpd" in rows[0] else None
+               "validation": [float(r["val_bpd"]) for r in rows]} \
+            if "val_bpd" in rows[0] and self.spec.levels is not None else None  # bits/dim of discrete data only
         if "val_elbo" in rows[0]:
             series = {"train ELBO (objective)": [-float(r["train_loss"]) for r in rows],
                       "validation ELBO": [float(r["val_elbo"]) for r in rows]}

@@ -151,7 +151,7 @@ class SVITrainer(EpochLoop):
         self.model.train()
         total = torch.zeros((), dtype=torch.float64, device=self.device)  # float64: 50,000 terms of ~100 nats
         bar = progress_bar(batches, desc=f"epoch {epoch}/{cfg.epochs}",
-                           enabled=dist.is_main and cfg.progress == "epochs")
+                           enabled=dist.is_main and cfg.progress == "epochs" and self.verbose)
         warmup = hasattr(self.objective, "kl_weight") and self.request.kl_warmup_epochs > 0
         validate = self._validated_steps == 0 and is_validation_enabled()
         # Pyro's and torch's argument validation check the program on this process's first step; later steps
