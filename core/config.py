@@ -191,6 +191,7 @@ def plain_text(text: str | None) -> str | None:
     the last part of a ``~`` target), double and single backticks dropped."""
     if not text:
         return text
+    text = str(text)  # a lazy help (models.flows.choices.ChoicesHelp) lists its registry's choices now
 
     def role(match: re.Match[str]) -> str:
         target = match.group(1)

@@ -16,7 +16,6 @@ writes ``metrics.csv`` and checkpoints, prints, and calls ``on_epoch_end`` (figu
 from __future__ import annotations
 
 import math
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
