@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.results_rows import append_rows, results_row
-from core.device import resolve_device
+from core.device import THREADS_HELP, resolve_device, set_threads
 from core.config import OneLineErrorParser
 from core.errors import DGMError, run_cli
 from core.run_dir import CHECKPOINT, CONFIG, METRICS, MetricsLog, load_checkpoint, read_config
@@ -137,11 +137,13 @@ def parse_set(items: list[str]) -> dict[str, Any]:
     return out
 
 
-def train_argv(preset: Preset, options: dict[str, Any], out: Path, device: str, epochs: int) -> list[str]:
+def train_argv(preset: Preset, options: dict[str, Any], out: Path, device: str, epochs: int,
+               threads: int | None = None) -> list[str]:
     """The ``inference.train`` command line of the preset (fresh, or a resume of ``out`` to ``epochs``)."""
+    extra = ["--threads", str(threads)] if threads is not None else []
     if (out / CONFIG).is_file():
-        return [preset.model, "--resume", "--out", str(out), "--epochs", str(epochs), "--device", device]
-    argv = [preset.model, "--out", str(out), "--device", device]
+        return [preset.model, "--resume", "--out", str(out), "--epochs", str(epochs), "--device", device, *extra]
+    argv = [preset.model, "--out", str(out), "--device", device, *extra]
     for key, value in {**options, "epochs": epochs}.items():
         flag = "--" + key.replace("_", "-")
         if isinstance(value, bool):
@@ -159,7 +161,7 @@ def epochs_done(out: Path) -> int:
 
 def run_preset(preset: Preset, out: Path, *, device: str = "auto", budget_epochs: int | None = None,
                changes: dict[str, Any] | None = None, evaluate: bool = False, smoke: bool = False,
-               eval_limit: int | None = None, eval_every: int = 1) -> dict[str, Any] | None:
+               eval_limit: int | None = None, eval_every: int = 1, threads: int | None = None) -> dict[str, Any] | None:
     """Train the preset (resuming), then evaluate it when its schedule is done or ``evaluate`` says so.
 
     Returns the summary (paper and our number, estimator, epochs, changes) once evaluated, else None."""
@@ -170,7 +172,7 @@ def run_preset(preset: Preset, out: Path, *, device: str = "auto", budget_epochs
     target = total if budget_epochs is None else min(total, done + budget_epochs)
     if done < target:
         print(f"{preset.name}: training epochs {done + 1}..{target} of {total} into {out}", flush=True)
-        code = train_main(train_argv(preset, options, out, device, target))
+        code = train_main(train_argv(preset, options, out, device, target, threads))
         if code:
             raise DGMError(f"{preset.name}: training failed")
     done = epochs_done(out)
@@ -244,7 +246,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="evaluate on every S-th test image, a subset spread over the split (default: 1, all)")
     parser.add_argument("--append", action="store_true", help="add the result to benchmarks/RESULTS.md")
     parser.add_argument("--smoke", action="store_true", help="the preset's code path with tiny sizes (seconds)")
+    parser.add_argument("--threads", type=int, default=None, help=THREADS_HELP)
     args = parser.parse_args(argv)
+    threads = set_threads(args.threads)
     if args.list:
         for p in PRESETS.values():
             print(f"{p.name:28s} {p.reported:7g} {p.unit:8s} {p.estimator} K={p.num_samples}  {p.paper}")
@@ -257,7 +261,7 @@ def main(argv: list[str] | None = None) -> int:
     out = args.out or Path("runs") / "repro" / preset.name
     summary = run_preset(preset, out, device=args.device, budget_epochs=args.budget_epochs,
                          changes=parse_set(args.set), evaluate=args.evaluate, smoke=args.smoke,
-                         eval_limit=args.eval_limit, eval_every=args.eval_every)
+                         eval_limit=args.eval_limit, eval_every=args.eval_every, threads=threads)
     if summary is not None and args.append:
         append_rows([results_row(
             resolve_device(args.device), preset.options["dataset"], f"{preset.name} ({preset.model})",

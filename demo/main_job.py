@@ -21,6 +21,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from core.device import THREADS_HELP, set_threads
 from core.config import OneLineErrorParser
 from core.errors import DGMError, run_cli
 from evaluation.classifier import get_classifier, has_classifier
@@ -111,7 +112,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--num-samples", type=int, nargs="+", default=NUM_SAMPLES, metavar="K",
                         help=f"samples per example K of the estimators (default: {' '.join(map(str, NUM_SAMPLES))})")
     parser.add_argument("--quick", action="store_true", help="tiny settings for smoke tests")
+    parser.add_argument("--threads", type=int, default=None, help=THREADS_HELP)
     args = parser.parse_args(argv)
+    threads = set_threads(args.threads)  # chosen once, for every model's training and evaluation alike
     if args.epochs is not None and args.epochs < 1:
         raise DGMError(f"--epochs must be at least 1, got {args.epochs}")
     ks = [1, 10, 100] if args.quick else args.num_samples
@@ -136,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{run_dir} exists: resuming it (delete it to start afresh)", flush=True)
         try:
             train_main([job.model, "--dataset", args.dataset, "--epochs", str(epochs), "--out", str(run_dir),
-                        "--progress", "summary", *job.options, *resume])
+                        "--progress", "summary", "--threads", str(threads), *job.options, *resume])
             evaluated = time.perf_counter()
             run = load_run(run_dir)
             result = evaluate_run(run, "test", None, ks, limit=limit, log=None)

@@ -42,6 +42,7 @@ from typing import Any
 import pandas as pd
 import torch
 
+from core.device import THREADS_HELP, set_threads
 from core.config import OneLineErrorParser
 from core.paths import check_output_dir
 from evaluation.result_files import find_result
@@ -514,7 +515,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="compare the evaluations of every S-th example (default: the whole split's, or the "
                              "only subset evaluated)")
     parser.add_argument("--limit", type=int, default=None, metavar="N", help="... of the first N examples")
+    parser.add_argument("--threads", type=int, default=None, help=THREADS_HELP)
     args = parser.parse_args(argv)
+    set_threads(args.threads)
     if args.bootstrap < 100:
         raise DGMError(f"--bootstrap must be at least 100, got {args.bootstrap}")
     check_output_dir(args.out, "--out")

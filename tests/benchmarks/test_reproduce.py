@@ -44,6 +44,9 @@ def test_options_and_resume_command_lines() -> None:
     argv = train_argv(preset, preset.options, Path("/nonexistent/run"), "cpu", 13)
     assert argv[:2] == ["vae", "--out"] and argv[argv.index("--epochs") + 1] == "13"
     assert argv[argv.index("--objective") + 1] == "iwae" and argv[argv.index("--num-particles") + 1] == "5"
+    assert "--threads" not in argv  # training then picks its load-aware default
+    argv = train_argv(preset, preset.options, Path("/nonexistent/run"), "cpu", 13, threads=2)
+    assert argv[argv.index("--threads") + 1] == "2"  # --threads reaches the training it starts
 
 
 def test_the_validation_curve_reads_metrics_at_doubling_epochs_and_the_last(tmp_path: Path) -> None:
