@@ -48,3 +48,30 @@ def lock_holder(run: Path) -> subprocess.Popen:
                             stdout=subprocess.PIPE, text=True)
     assert proc.stdout.readline().strip() == "held"
     return proc
+
+
+def tiny_vae_options(hidden: int = 8) -> list[str]:
+    """Options of a seconds-long VAE training run on binarized digits (the bad-input tests' run)."""
+    return ["--dataset", "binarized_digits", "--hidden", str(hidden), "--latent-dim", "2", "--epochs", "1",
+            "--device", "cpu"]
+
+
+def train_tiny_vae(out: Path, hidden: int = 8) -> Path:
+    """Train the tiny VAE into ``out`` through the command line; returns ``out``."""
+    # imported here, not at the top: the settings above must be in place before the project is imported
+    from core.errors import run_cli
+    from inference.train import main as train_main
+
+    with pytest.raises(SystemExit) as info:
+        run_cli(train_main, ["vae", *tiny_vae_options(hidden), "--out", str(out)])
+    assert info.value.code == 0
+    return out
+
+
+def assert_one_line(result: tuple[int, str, str], *fragments: str, code: int | None = 2) -> None:
+    """A command's failure: exit ``code`` (any non-zero when None), one ``error:`` line naming each fragment."""
+    exit_code, _, err = result
+    assert (exit_code != 0) if code is None else (exit_code == code), err
+    assert err.startswith("error:") and err.count("\n") == 1 and "Traceback" not in err, err
+    for fragment in fragments:
+        assert fragment in err, err

@@ -21,28 +21,11 @@ from evaluation.evaluate import main as evaluate_main
 from evaluation.gan_likelihood import main as gan_main
 from evaluation.sample_quality import main as quality_main
 from inference.sample import main as sample_main
-from inference.train import main as train_main
-from tests.conftest import cli, lock_holder
-
-TINY = ["--dataset", "binarized_digits", "--hidden", "8", "--latent-dim", "2", "--epochs", "1", "--device", "cpu"]
-
+from tests.conftest import assert_one_line, cli, lock_holder, train_tiny_vae
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from core.errors import run_cli
-
-    out = tmp_path_factory.mktemp("bad_eval") / "vae"
-    with pytest.raises(SystemExit) as info:
-        run_cli(train_main, ["vae", *TINY, "--out", str(out)])
-    assert info.value.code == 0
-    return out
-
-
-def _one_line(result: tuple[int, str, str], fragment: str) -> None:
-    code, _, err = result
-    assert code == 2, err
-    assert err.startswith("error:") and err.count("\n") == 1 and "Traceback" not in err, err
-    assert fragment in err, err
+    return train_tiny_vae(tmp_path_factory.mktemp("bad_eval") / "vae")
 
 
 def _damage(name: str, text: str | bytes) -> Callable[[Path], None]:
@@ -122,7 +105,7 @@ def test_a_bad_input_is_one_line_before_any_work(trained, tmp_path, capsys, labe
         argv = [tmp_path / "missing.dgmz", "--run", run, "--out", tmp_path / "decoded"]
     else:
         argv = [run, *(str(o).format(run=run, tmp=tmp_path) for o in options)]
-    _one_line(cli(main, argv, capsys), fragment)
+    assert_one_line(cli(main, argv, capsys), fragment)
     after = {p.name: p.stat().st_mtime_ns for p in run.iterdir()}
     assert after == before, "a refused command changed the run directory"
 
@@ -146,7 +129,7 @@ def test_a_command_writing_into_a_run_another_process_holds_is_refused(trained, 
     finally:
         proc.kill()
         proc.wait()
-    _one_line(result, f"in use by process {proc.pid}")
+    assert_one_line(result, f"in use by process {proc.pid}")
     assert sorted(p.name for p in run.iterdir() if not p.name.startswith(".lock")) == \
         [b for b in before if not b.startswith(".lock")]
     code, _, err = cli(main, [run, *options], capsys)  # the dead holder's lock is recovered

@@ -12,27 +12,14 @@ import torch
 
 from inference.sample import main as sample_main
 from inference.train import main as train_main
-from tests.conftest import cli
+from tests.conftest import assert_one_line, cli, tiny_vae_options, train_tiny_vae
 
-TINY = ["--dataset", "binarized_digits", "--hidden", "8", "--latent-dim", "2", "--epochs", "1", "--device", "cpu"]
+TINY = tiny_vae_options()
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from core.errors import run_cli
-
-    out = tmp_path_factory.mktemp("bad") / "vae"
-    with pytest.raises(SystemExit) as info:
-        run_cli(train_main, ["vae", *TINY, "--out", str(out)])
-    assert info.value.code == 0
-    return out
-
-
-def _one_line(result: tuple[int, str, str], fragment: str) -> None:
-    code, _, err = result
-    assert code == 2, err
-    assert err.startswith("error:") and err.count("\n") == 1 and "Traceback" not in err, err
-    assert fragment in err, err
+    return train_tiny_vae(tmp_path_factory.mktemp("bad") / "vae")
 
 
 # (options added to a fresh tiny run, fragment of the message)
@@ -63,15 +50,15 @@ FRESH_RUN_CASES = [
 @pytest.mark.parametrize("options, fragment", FRESH_RUN_CASES, ids=[" ".join(c[0]) for c in FRESH_RUN_CASES])
 def test_bad_options_are_refused_before_anything_is_written(options, fragment, tmp_path: Path, capsys) -> None:
     out = tmp_path / "run"
-    _one_line(cli(train_main, ["vae", *TINY, *options, "--out", out], capsys), fragment)
+    assert_one_line(cli(train_main, ["vae", *TINY, *options, "--out", out], capsys), fragment)
     assert not out.exists()
 
 
 def test_out_that_is_a_file_or_cannot_be_created(tmp_path: Path, capsys) -> None:
     afile = tmp_path / "file"
     afile.write_text("x")
-    _one_line(cli(train_main, ["vae", *TINY, "--out", afile], capsys), "is a file")
-    _one_line(cli(train_main, ["vae", *TINY, "--out", afile / "run"], capsys), "is a file, not a folder")
+    assert_one_line(cli(train_main, ["vae", *TINY, "--out", afile], capsys), "is a file")
+    assert_one_line(cli(train_main, ["vae", *TINY, "--out", afile / "run"], capsys), "is a file, not a folder")
     assert afile.read_text() == "x"
 
 
@@ -121,12 +108,12 @@ def test_resuming_a_damaged_run_is_a_one_line_error(what, fragment, trained: Pat
     run = tmp_path / "copy"
     shutil.copytree(trained, run)
     _damage(run, what)
-    _one_line(cli(train_main, ["vae", "--resume", "--out", run, "--epochs", "2"], capsys), fragment)
+    assert_one_line(cli(train_main, ["vae", "--resume", "--out", run, "--epochs", "2"], capsys), fragment)
 
 
 def test_resume_needs_out_and_a_run_directory(tmp_path: Path, capsys) -> None:
-    _one_line(cli(train_main, ["vae", "--resume"], capsys), "--resume needs --out")
-    _one_line(cli(train_main, ["vae", "--resume", "--out", tmp_path], capsys), "not a run directory")
+    assert_one_line(cli(train_main, ["vae", "--resume"], capsys), "--resume needs --out")
+    assert_one_line(cli(train_main, ["vae", "--resume", "--out", tmp_path], capsys), "not a run directory")
 
 
 def test_resume_of_a_finished_run_says_there_is_nothing_to_do(trained: Path, tmp_path: Path, capsys) -> None:
@@ -149,7 +136,7 @@ SAMPLE_CASES: list[tuple[Callable[[Path, Path], list], str]] = [
 
 @pytest.mark.parametrize("argv, fragment", SAMPLE_CASES, ids=[c[1][:30] for c in SAMPLE_CASES])
 def test_bad_sample_commands(argv, fragment, trained: Path, tmp_path: Path, capsys) -> None:
-    _one_line(cli(sample_main, argv(trained, tmp_path), capsys), fragment)
+    assert_one_line(cli(sample_main, argv(trained, tmp_path), capsys), fragment)
 
 
 def test_sample_into_a_directory_writes_samples_png_there_and_says_so(trained: Path, tmp_path: Path, capsys) -> None:

@@ -10,20 +10,14 @@ import pytest
 
 from inference.sample import main as sample_main
 from inference.train import main as train_main
-from tests.conftest import cli
+from tests.conftest import cli, tiny_vae_options, train_tiny_vae
 
-TINY = ["--dataset", "binarized_digits", "--hidden", "16", "--latent-dim", "2", "--epochs", "1", "--device", "cpu"]
+TINY = tiny_vae_options(hidden=16)
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from core.errors import run_cli
-
-    out = tmp_path_factory.mktemp("runs") / "vae"
-    with pytest.raises(SystemExit) as info:
-        run_cli(train_main, ["vae", *TINY, "--out", str(out)])
-    assert info.value.code == 0
-    return out
+    return train_tiny_vae(tmp_path_factory.mktemp("runs") / "vae", hidden=16)
 
 
 def assert_one_line_error(result: tuple[int, str, str], *fragments: str) -> None:
