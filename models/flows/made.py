@@ -14,8 +14,12 @@ with ``param_dims=[1, 1]``; the masks equal Pyro's for the same order (checked i
 """
 from __future__ import annotations
 
+import weakref
+from typing import Any, Iterator
+
 import torch
 import torch.nn.functional as F
+from torch.optim.optimizer import register_optimizer_step_post_hook, register_optimizer_step_pre_hook
 from torch import nn
 
 from core.errors import DGMError
@@ -23,15 +27,102 @@ from models.flows.conditioners import broadcast_context
 from models.networks import ACTIVATIONS
 
 
+class _MaskedGradient(torch.autograd.Function):
+    """The identity on a weight whose masked entries are zero, with the gradient multiplied by the mask:
+    the gradient of ``weight * mask`` bit for bit, without forming the product in the forward pass."""
+
+    @staticmethod
+    def forward(ctx: Any, weight: torch.Tensor, mask: torch.Tensor, owner: Any) -> torch.Tensor:
+        ctx.save_for_backward(mask)
+        ctx.owner = owner
+        return weight.view_as(weight)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None, None]:
+        (mask,) = ctx.saved_tensors
+        owner = ctx.owner()
+        if owner is not None:
+            owner._grad_masked = True
+        return grad * mask, None, None
+
+
+# the MaskedLinear layers by id(weight), for the optimizer step hooks below
+_MASKED_LAYERS: "weakref.WeakValueDictionary[int, MaskedLinear]" = weakref.WeakValueDictionary()
+
+
+def _masked_layers(optimizer: torch.optim.Optimizer) -> Iterator[tuple["MaskedLinear", torch.Tensor]]:
+    if not _MASKED_LAYERS:
+        return
+    for group in optimizer.param_groups:
+        for p in group["params"]:
+            layer = _MASKED_LAYERS.get(id(p))
+            if layer is not None and layer.weight is p:
+                yield layer, p
+
+
+def _before_step(optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
+    for layer, p in _masked_layers(optimizer):
+        # the step keeps the masked entries zero iff they are zero now and so are their gradients
+        layer._step_keeps_zeros = p._version == layer._zeroed_version and layer._grad_masked
+
+
+def _after_step(optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
+    for layer, p in _masked_layers(optimizer):
+        if layer._step_keeps_zeros:
+            layer._zeroed_version = p._version
+        layer._step_keeps_zeros = layer._grad_masked = False
+
+
+register_optimizer_step_pre_hook(_before_step)
+register_optimizer_step_post_hook(_after_step)
+
+
 class MaskedLinear(nn.Linear):
-    """y = x (W * M)^T + b with a fixed binary mask M (out_features, in_features)."""
+    """y = x (W * M)^T + b with a fixed binary mask M (out_features, in_features).
+
+    Speed (issue #18): the entries of W where M is 0 are kept at zero, so the forward pass uses W itself
+    (no W * M product) and the backward multiplies the gradient by M (``_MaskedGradient``): values and
+    gradients are those of W * M bit for bit. W is zeroed in place under M at construction and, before a
+    forward pass, whenever it changed (its version counter) other than by an optimizer step on masked
+    gradients from zeroed entries (which keeps them zero: every torch optimizer moves an entry only by
+    its gradient, its state and its value). So loading a checkpoint saved by the old layer (with
+    arbitrary values under the mask), ``copy_``/``randomize_``, or any other in-place edit of W gives
+    the same function as W * M did; the state dict keys are unchanged.
+    """
 
     def __init__(self, in_features: int, out_features: int, mask: torch.Tensor):
         super().__init__(in_features, out_features)
         self.register_buffer("mask", mask.to(self.weight.dtype))
+        self._grad_masked = self._step_keeps_zeros = False
+        self._zeroed_version: int | None = None
+        self._zero_masked_entries()
+        _MASKED_LAYERS[id(self.weight)] = self
+
+    def _zero_masked_entries(self) -> None:
+        """W <- W * M in place unless W is known to be zero under M already."""
+        if self.weight._version != self._zeroed_version:
+            with torch.no_grad():
+                self.weight.mul_(self.mask)
+            self._zeroed_version = self.weight._version
+
+    def _apply(self, fn: Any, *args: Any, **kwargs: Any) -> "MaskedLinear":
+        # .to() / .cuda() / .double() may give W a new tensor: register it under its new id
+        result = super()._apply(fn, *args, **kwargs)
+        self._zeroed_version = None
+        _MASKED_LAYERS[id(self.weight)] = self
+        return result
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)  # copies and unpickled layers: re-register, zero again before use
+        self._zeroed_version = None
+        _MASKED_LAYERS[id(self.weight)] = self
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.linear(x, self.weight * self.mask, self.bias)
+        self._zero_masked_entries()
+        weight = self.weight
+        if torch.is_grad_enabled() and weight.requires_grad:
+            weight = _MaskedGradient.apply(weight, self.mask, weakref.ref(self))
+        return F.linear(x, weight, self.bias)
 
 
 def input_degrees(order: torch.Tensor) -> torch.Tensor:
@@ -90,6 +181,8 @@ class MADE(nn.Module):
         sizes = (features + context_features, *hidden, num_params * features)
         self.layers = nn.ModuleList(MaskedLinear(a, b, m) for a, b, m in zip(sizes[:-1], sizes[1:], masks))
         self.activation = ACTIVATIONS[activation]()
+        if isinstance(self.activation, nn.ReLU):  # on the layer's fresh output in place (issue #18)
+            self.activation.inplace = True
         if zero_init:
             nn.init.zeros_(self.layers[-1].weight)
             nn.init.zeros_(self.layers[-1].bias)
