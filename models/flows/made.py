@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch.optim.optimizer import register_optimizer_step_post_hook, register_optimizer_step_pre_hook
 from torch import nn
+from torch.autograd.function import once_differentiable
 
 from core.errors import DGMError
 from models.flows.conditioners import broadcast_context
@@ -44,6 +45,75 @@ class _MaskedGradient(torch.autograd.Function):
         if owner is not None:
             owner._grad_masked = True
         return grad * mask, None, None
+
+
+Block = tuple[int, int, int, int]  # rows r0:r1 of the layer use inputs c0:c1 (all others are masked)
+
+BLOCKS = 8  # row blocks of a staircase mask
+
+
+def staircase_blocks(mask: torch.Tensor, blocks: int = BLOCKS) -> list[Block] | None:
+    """Row blocks of a MADE mask and the input columns each needs, when every row's kept inputs are a
+    prefix (or every row's a suffix) of the inputs, as in natural and reversed orders: blocks of ~O/B
+    rows, each with the longest prefix (suffix) of its rows. None when the mask is no staircase or the
+    blocks would skip under a quarter of the products."""
+    keep = mask != 0
+    out_features, in_features = keep.shape
+    counts = keep.sum(1)
+    columns = torch.arange(in_features)
+    if torch.equal(keep, columns[None, :] < counts[:, None]):
+        prefix = True
+    elif torch.equal(keep, columns[None, :] >= in_features - counts[:, None]):
+        prefix = False
+    else:
+        return None
+    bounds = torch.linspace(0, out_features, blocks + 1).round().long().tolist()
+    plan = []
+    for r0, r1 in zip(bounds[:-1], bounds[1:]):
+        if r1 <= r0:
+            continue
+        extent = max(int(counts[r0:r1].max()), 1)
+        plan.append((r0, r1, 0, extent) if prefix else (r0, r1, in_features - extent, in_features))
+    used = sum((r1 - r0) * (c1 - c0) for r0, r1, c0, c1 in plan)
+    return plan if used <= 0.75 * out_features * in_features else None
+
+
+class _StaircaseLinear(torch.autograd.Function):
+    """y = x W^T + b for a weight that is zero outside ``plan``'s blocks and under the mask, computed block
+    by block (about half the products of the full matrix for a MADE); the weight's gradient is masked."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, mask: torch.Tensor,
+                plan: list[Block], owner: Any) -> torch.Tensor:
+        ctx.save_for_backward(x, weight, mask)
+        ctx.plan, ctx.owner, ctx.bias_dtype = plan, owner, bias.dtype
+        return torch.cat([F.linear(x[..., c0:c1], weight[r0:r1, c0:c1], bias[r0:r1]) for r0, r1, c0, c1 in plan],
+                         dim=-1)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        x, weight, mask = ctx.saved_tensors
+        # in the weight's dtype (under autocast the forward's products ran in lower precision)
+        x2, g2 = x.reshape(-1, x.shape[-1]).to(weight.dtype), grad.reshape(-1, grad.shape[-1]).to(weight.dtype)
+        grad_x = grad_w = grad_b = None
+        if ctx.needs_input_grad[0]:
+            grad_x = x2.new_zeros(x2.shape)
+            for r0, r1, c0, c1 in ctx.plan:
+                grad_x[:, c0:c1].addmm_(g2[:, r0:r1], weight[r0:r1, c0:c1])
+            grad_x = grad_x.view(x.shape).to(x.dtype)
+        if ctx.needs_input_grad[1]:
+            grad_w = torch.zeros_like(weight)
+            for r0, r1, c0, c1 in ctx.plan:
+                block = grad_w[r0:r1, c0:c1]
+                torch.mm(g2[:, r0:r1].t(), x2[:, c0:c1], out=block)
+                block.mul_(mask[r0:r1, c0:c1])
+            owner = ctx.owner()
+            if owner is not None:
+                owner._grad_masked = True
+        if ctx.needs_input_grad[2]:
+            grad_b = g2.sum(0).to(ctx.bias_dtype)
+        return grad_x, grad_w, grad_b, None, None, None
 
 
 # the MaskedLinear layers by id(weight), for the optimizer step hooks below
@@ -117,8 +187,19 @@ class MaskedLinear(nn.Linear):
         self._zeroed_version = None
         _MASKED_LAYERS[id(self.weight)] = self
 
+    def blocks(self) -> list[Block] | None:
+        """``staircase_blocks`` of the mask, recomputed when the mask buffer changes (a loaded state dict)."""
+        key = (self.mask.data_ptr(), self.mask._version, self.mask.device)
+        if getattr(self, "_blocks_key", None) != key:
+            self._blocks = staircase_blocks(self.mask.cpu())
+            self._blocks_key = key
+        return self._blocks
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self._zero_masked_entries()
+        plan = self.blocks()
+        if plan is not None:
+            return _StaircaseLinear.apply(x, self.weight, self.bias, self.mask, plan, weakref.ref(self))
         weight = self.weight
         if torch.is_grad_enabled() and weight.requires_grad:
             weight = _MaskedGradient.apply(weight, self.mask, weakref.ref(self))
