@@ -31,6 +31,9 @@ class MLPConditioner(nn.Module):
         self.num_params = num_params
         self.context_features = context_features
         self.net = mlp(in_features + context_features, tuple(hidden), num_params * out_features, activation)
+        for layer in self.net:  # ReLU on the linear layer's fresh output in place (issue #18): same values
+            if isinstance(layer, nn.ReLU):
+                layer.inplace = True
         if zero_init:
             last = self.net[-1]
             nn.init.zeros_(last.weight)

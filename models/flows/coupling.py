@@ -8,8 +8,9 @@ With a binary mask b (True: passes unchanged and conditions), x_c = x[b], x_t = 
     additive  y_t = x_t + t(x_c),   log |det dy/dx| = 0
 
 Both directions take one conditioner pass, so density and sampling are equally fast. The
-conditioner sees only the d_c = |b| conditioning coordinates (gathered, not multiplied by the
-mask) and returns parameters for the d_t transformed ones. ``ConditionalAffineCoupling`` feeds a
+conditioner sees only the d_c = |b| conditioning coordinates (gathered, or sliced for halves masks;
+not multiplied by the mask) and returns parameters for the d_t transformed ones.
+``ConditionalAffineCoupling`` feeds a
 context too: ``condition(context)`` returns an :class:`AffineCoupling`.
 
 VAE flow families (``models.flows.vae_families``): ``realnvp`` as a posterior (conditioners read
@@ -44,15 +45,30 @@ class _Coupling(FlowTransform):
         # position of each coordinate in cat([x_c, x_t]), to put the halves back in place
         self.register_buffer("merge_index", torch.cat([self.cond_index, self.trans_index]).argsort())
         self.conditioner = conditioner
+        # halves masks (one contiguous block each side): slices and one cat instead of gathers (issue #18);
+        # the same values as the gathers. None: the mask is not two blocks
+        d_c = int(mask.sum())
+        first = bool(mask[0])
+        self._halves: tuple[int, bool] | None = (d_c, first) if bool(mask[:d_c].all() if first else
+                                                                       mask[-d_c:].all()) else None
 
     def split(self, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if v.shape[-1] != self.mask.shape[0]:
             raise DGMError(f"{type(self).__name__} expects vectors of {self.mask.shape[0]} coordinates, "
                            f"got shape {tuple(v.shape)}")
+        if self._halves is not None:
+            d_c, cond_first = self._halves
+            d_t = v.shape[-1] - d_c
+            if cond_first:
+                return v.split([d_c, d_t], dim=-1)  # views; one cat in backward, no zero-filled gathers
+            v_t, v_c = v.split([d_t, d_c], dim=-1)
+            return v_c, v_t
         return v.index_select(-1, self.cond_index), v.index_select(-1, self.trans_index)
 
     def merge(self, v_c: torch.Tensor, v_t: torch.Tensor) -> torch.Tensor:
         v_c = v_c.expand(*v_t.shape[:-1], v_c.shape[-1])  # a context may widen the batch
+        if self._halves is not None:
+            return torch.cat([v_c, v_t] if self._halves[1] else [v_t, v_c], dim=-1)
         return torch.cat([v_c, v_t], dim=-1).index_select(-1, self.merge_index)
 
 

@@ -14,24 +14,201 @@ with ``param_dims=[1, 1]``; the masks equal Pyro's for the same order (checked i
 """
 from __future__ import annotations
 
+import weakref
+from typing import Any, Iterator
+
 import torch
 import torch.nn.functional as F
+from torch.optim.optimizer import register_optimizer_step_post_hook, register_optimizer_step_pre_hook
 from torch import nn
+from torch.autograd.function import once_differentiable
 
 from core.errors import DGMError
 from models.flows.conditioners import broadcast_context
 from models.networks import ACTIVATIONS
 
 
+class _MaskedGradient(torch.autograd.Function):
+    """The identity on a weight whose masked entries are zero, with the gradient multiplied by the mask:
+    the gradient of ``weight * mask`` bit for bit, without forming the product in the forward pass."""
+
+    @staticmethod
+    def forward(ctx: Any, weight: torch.Tensor, mask: torch.Tensor, owner: Any) -> torch.Tensor:
+        ctx.save_for_backward(mask)
+        ctx.owner = owner
+        return weight.view_as(weight)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None, None]:
+        (mask,) = ctx.saved_tensors
+        owner = ctx.owner()
+        if owner is not None:
+            owner._grad_masked = True
+        return grad * mask, None, None
+
+
+Block = tuple[int, int, int, int]  # rows r0:r1 of the layer use inputs c0:c1 (all others are masked)
+
+BLOCKS = 8  # row blocks of a staircase mask
+
+
+def staircase_blocks(mask: torch.Tensor, blocks: int = BLOCKS) -> list[Block] | None:
+    """Row blocks of a MADE mask and the input columns each needs, when every row's kept inputs are a
+    prefix (or every row's a suffix) of the inputs, as in natural and reversed orders: blocks of ~O/B
+    rows, each with the longest prefix (suffix) of its rows. None when the mask is no staircase or the
+    blocks would skip under a quarter of the products."""
+    keep = mask != 0
+    out_features, in_features = keep.shape
+    counts = keep.sum(1)
+    columns = torch.arange(in_features)
+    if torch.equal(keep, columns[None, :] < counts[:, None]):
+        prefix = True
+    elif torch.equal(keep, columns[None, :] >= in_features - counts[:, None]):
+        prefix = False
+    else:
+        return None
+    bounds = torch.linspace(0, out_features, blocks + 1).round().long().tolist()
+    plan = []
+    for r0, r1 in zip(bounds[:-1], bounds[1:]):
+        if r1 <= r0:
+            continue
+        extent = max(int(counts[r0:r1].max()), 1)
+        plan.append((r0, r1, 0, extent) if prefix else (r0, r1, in_features - extent, in_features))
+    used = sum((r1 - r0) * (c1 - c0) for r0, r1, c0, c1 in plan)
+    return plan if used <= 0.75 * out_features * in_features else None
+
+
+class _StaircaseLinear(torch.autograd.Function):
+    """y = x W^T + b for a weight that is zero outside ``plan``'s blocks and under the mask, computed block
+    by block (about half the products of the full matrix for a MADE); the weight's gradient is masked."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, mask: torch.Tensor,
+                plan: list[Block], owner: Any) -> torch.Tensor:
+        ctx.save_for_backward(x, weight, mask)
+        ctx.plan, ctx.owner, ctx.bias_dtype = plan, owner, bias.dtype
+        return torch.cat([F.linear(x[..., c0:c1], weight[r0:r1, c0:c1], bias[r0:r1]) for r0, r1, c0, c1 in plan],
+                         dim=-1)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        x, weight, mask = ctx.saved_tensors
+        # in the weight's dtype (under autocast the forward's products ran in lower precision)
+        x2, g2 = x.reshape(-1, x.shape[-1]).to(weight.dtype), grad.reshape(-1, grad.shape[-1]).to(weight.dtype)
+        grad_x = grad_w = grad_b = None
+        if ctx.needs_input_grad[0]:
+            grad_x = x2.new_zeros(x2.shape)
+            for r0, r1, c0, c1 in ctx.plan:
+                grad_x[:, c0:c1].addmm_(g2[:, r0:r1], weight[r0:r1, c0:c1])
+            grad_x = grad_x.view(x.shape).to(x.dtype)
+        if ctx.needs_input_grad[1]:
+            grad_w = torch.zeros_like(weight)
+            for r0, r1, c0, c1 in ctx.plan:
+                block = grad_w[r0:r1, c0:c1]
+                torch.mm(g2[:, r0:r1].t(), x2[:, c0:c1], out=block)
+                block.mul_(mask[r0:r1, c0:c1])
+            owner = ctx.owner()
+            if owner is not None:
+                owner._grad_masked = True
+        if ctx.needs_input_grad[2]:
+            grad_b = g2.sum(0).to(ctx.bias_dtype)
+        return grad_x, grad_w, grad_b, None, None, None
+
+
+# the MaskedLinear layers by id(weight), for the optimizer step hooks below
+_MASKED_LAYERS: "weakref.WeakValueDictionary[int, MaskedLinear]" = weakref.WeakValueDictionary()
+
+
+def _masked_layers(optimizer: torch.optim.Optimizer) -> Iterator[tuple["MaskedLinear", torch.Tensor]]:
+    if not _MASKED_LAYERS:
+        return
+    for group in optimizer.param_groups:
+        for p in group["params"]:
+            layer = _MASKED_LAYERS.get(id(p))
+            if layer is not None and layer.weight is p:
+                yield layer, p
+
+
+def _before_step(optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
+    for layer, p in _masked_layers(optimizer):
+        # the step keeps the masked entries zero iff they are zero now and so are their gradients
+        layer._step_keeps_zeros = p._version == layer._zeroed_version and layer._grad_masked
+
+
+def _after_step(optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
+    for layer, p in _masked_layers(optimizer):
+        if layer._step_keeps_zeros:
+            layer._zeroed_version = p._version
+        layer._step_keeps_zeros = layer._grad_masked = False
+
+
+register_optimizer_step_pre_hook(_before_step)
+register_optimizer_step_post_hook(_after_step)
+
+
 class MaskedLinear(nn.Linear):
-    """y = x (W * M)^T + b with a fixed binary mask M (out_features, in_features)."""
+    """y = x (W * M)^T + b with a fixed binary mask M (out_features, in_features).
+
+    Speed (issue #18): the entries of W where M is 0 are kept at zero, so the forward pass uses W itself
+    (no W * M product) and the backward multiplies the gradient by M (``_MaskedGradient``): values and
+    gradients are those of W * M bit for bit. W is zeroed in place under M at construction and, before a
+    forward pass, whenever it changed (its version counter) other than by an optimizer step on masked
+    gradients from zeroed entries (which keeps them zero: every torch optimizer moves an entry only by
+    its gradient, its state and its value). So loading a checkpoint saved by the old layer (with
+    arbitrary values under the mask), ``copy_``/``randomize_``, or any other in-place edit of W gives
+    the same function as W * M did; the state dict keys are unchanged. On CPU, staircase masks
+    (``staircase_blocks``) are multiplied block by block (``_StaircaseLinear``), skipping the all-masked
+    blocks: the same values and gradients up to the rounding of the changed summation order. Editing W in
+    place between a forward pass and its backward raises torch's in-place error (W is saved, not W * M).
+    """
 
     def __init__(self, in_features: int, out_features: int, mask: torch.Tensor):
         super().__init__(in_features, out_features)
         self.register_buffer("mask", mask.to(self.weight.dtype))
+        self._grad_masked = self._step_keeps_zeros = False
+        self._zeroed_version: int | None = None
+        self._zero_masked_entries()
+        _MASKED_LAYERS[id(self.weight)] = self
+
+    def _zero_masked_entries(self) -> None:
+        """W <- W * M in place unless W is known to be zero under M already."""
+        if self.weight._version != self._zeroed_version:
+            with torch.no_grad():
+                self.weight.mul_(self.mask)
+            self._zeroed_version = self.weight._version
+
+    def _apply(self, fn: Any, *args: Any, **kwargs: Any) -> "MaskedLinear":
+        # .to() / .cuda() / .double() may give W a new tensor: register it under its new id
+        result = super()._apply(fn, *args, **kwargs)
+        self._zeroed_version = None
+        _MASKED_LAYERS[id(self.weight)] = self
+        return result
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)  # copies and unpickled layers: re-register, zero again before use
+        self._zeroed_version = None
+        _MASKED_LAYERS[id(self.weight)] = self
+
+    def blocks(self) -> list[Block] | None:
+        """``staircase_blocks`` of the mask, recomputed when the mask buffer changes (a loaded state dict)."""
+        key = (self.mask.data_ptr(), self.mask._version, self.mask.device)
+        if getattr(self, "_blocks_key", None) != key:
+            self._blocks = staircase_blocks(self.mask.cpu())
+            self._blocks_key = key
+        return self._blocks
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.linear(x, self.weight * self.mask, self.bias)
+        self._zero_masked_entries()
+        # blocks on CPU only: on a GPU 8 small products per layer cost more launches than the skipped
+        # multiply-adds save (not measured: no GPU was lent), so it keeps the one full product there
+        plan = self.blocks() if x.device.type == "cpu" else None
+        if plan is not None:
+            return _StaircaseLinear.apply(x, self.weight, self.bias, self.mask, plan, weakref.ref(self))
+        weight = self.weight
+        if torch.is_grad_enabled() and weight.requires_grad:
+            weight = _MaskedGradient.apply(weight, self.mask, weakref.ref(self))
+        return F.linear(x, weight, self.bias)
 
 
 def input_degrees(order: torch.Tensor) -> torch.Tensor:
@@ -90,6 +267,8 @@ class MADE(nn.Module):
         sizes = (features + context_features, *hidden, num_params * features)
         self.layers = nn.ModuleList(MaskedLinear(a, b, m) for a, b, m in zip(sizes[:-1], sizes[1:], masks))
         self.activation = ACTIVATIONS[activation]()
+        if isinstance(self.activation, nn.ReLU):  # on the layer's fresh output in place (issue #18)
+            self.activation.inplace = True
         if zero_init:
             nn.init.zeros_(self.layers[-1].weight)
             nn.init.zeros_(self.layers[-1].bias)

@@ -181,7 +181,9 @@ def test_maf_is_pyros_affine_autoregressive_inverted(float64_default):
     base = ours._inverse(data)
     _assert_close(base, theirs._call(data))
     _assert_close(ours.log_abs_det_jacobian(base, data), -theirs.log_abs_det_jacobian(data, theirs._call(data)))
-    _assert_close(ours._call(base), theirs._inverse(base))
+    # D fixed-point passes against Pyro's coordinate-by-coordinate inverse: our MADE's block products (issue #18)
+    # sum in another order than Pyro's full matrix product, and the passes amplify that rounding (2e-11 here)
+    torch.testing.assert_close(ours._call(base), theirs._inverse(base), rtol=1e-10, atol=1e-10)
 
 
 def test_clamp_bound_is_pyros_clamp_preserving_gradients():
