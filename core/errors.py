@@ -77,10 +77,17 @@ def run_cli(main: Callable[[list[str] | None], int | None], argv: list[str] | No
         print("error: interrupted", file=sys.stderr)
         sys.exit(130)
     except (OSError, MemoryError, RuntimeError) as exc:
-        message = resource_error(exc) or peer_error(exc)
+        lost_peer = peer_error(exc)
+        message = resource_error(exc) or lost_peer
         if message is None:
             raise
         print(f"error: {message}", file=sys.stderr)
+        if lost_peer is not None:
+            # the broken process group's threads abort a normal interpreter exit ("terminate called without an
+            # active exception", SIGABRT): leave at once, with our exit code, once the message is out
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(2)
         sys.exit(2)
     sys.exit(code or 0)
 
