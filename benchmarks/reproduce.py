@@ -236,8 +236,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="auto uses a GPU when there is one (default: auto)")
     parser.add_argument("--budget-epochs", type=int, default=None, metavar="N",
                         help="train at most N more epochs in this call (run again to go on)")
-    parser.add_argument("--set", nargs="+", default=[], metavar="OPTION=VALUE",
-                        help="change preset options (recorded with the result), e.g. batch_size=100")
+    parser.add_argument("--set", nargs="+", action="extend", default=[], metavar="OPTION=VALUE",
+                        help="change preset options (recorded with the result; the option may be repeated), "
+                             "e.g. batch_size=100")
     parser.add_argument("--evaluate", action="store_true",
                         help="evaluate the run as it stands, before its schedule is complete")
     parser.add_argument("--eval-limit", type=int, default=None, metavar="N",

@@ -23,11 +23,11 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 from pyro.distributions import constraints
 
 from core.errors import DGMError
 from models.flows.base import FlowTransform
+from models.flows.log_sigmoid_derivative import log_sigmoid_derivative
 from models.flows.registry import register_transform
 
 
@@ -73,7 +73,7 @@ class Logit(FlowTransform):
         return constraints.independent(constraints.interval(-self.alpha / span, (1.0 - self.alpha) / span), 1)
 
     def _ladj(self, w: torch.Tensor) -> torch.Tensor:
-        return (F.logsigmoid(w) + F.logsigmoid(-w)).sum(-1) - w.shape[-1] * math.log1p(-2.0 * self.alpha)
+        return log_sigmoid_derivative(w).sum(-1) - w.shape[-1] * math.log1p(-2.0 * self.alpha)
 
     def _call(self, x: torch.Tensor) -> torch.Tensor:
         y = (torch.sigmoid(x) - self.alpha) / (1.0 - 2.0 * self.alpha)
@@ -82,7 +82,7 @@ class Logit(FlowTransform):
 
     def _inverse(self, y: torch.Tensor) -> torch.Tensor:
         p = self.alpha + (1.0 - 2.0 * self.alpha) * y
-        x = torch.log(p) - torch.log1p(-p)
+        x = torch.logit(p)  # log p - log(1 - p), vectorised (torch's log1p is scalar code on a CPU)
         self._remember(x, y, self._ladj(x))
         return x
 

@@ -21,11 +21,11 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 from pyro.distributions import constraints
 
 from core.errors import DGMError
 from models.flows.image import ImageFlowTransform, sum_event
+from models.flows.log_sigmoid_derivative import log_sigmoid_derivative
 from models.flows.registry import register_transform
 
 
@@ -42,7 +42,7 @@ class Sigmoid(ImageFlowTransform):
 
     def _ladj(self, v: torch.Tensor) -> torch.Tensor:
         pixels = v.shape[-1] * v.shape[-2] * v.shape[-3]
-        return sum_event(F.logsigmoid(v) + F.logsigmoid(-v)) + pixels * math.log1p(-self.eps)
+        return sum_event(log_sigmoid_derivative(v)) + pixels * math.log1p(-self.eps)
 
     def _call(self, x: torch.Tensor) -> torch.Tensor:
         self.check_image(x)
@@ -55,7 +55,7 @@ class Sigmoid(ImageFlowTransform):
         s = y / (1.0 - self.eps)
         outside = (s <= 0) | (s >= 1)                          # not an image of the map (module docstring)
         s = torch.where(outside, torch.full_like(s, 0.5), s)    # placeholder v = logit(1/2) = 0
-        x = torch.log(s) - torch.log1p(-s)
+        x = torch.logit(s)
         ladj = torch.where(outside.flatten(-3).any(-1), torch.full_like(x[..., 0, 0, 0], math.inf), self._ladj(x))
         self._remember(x, y, ladj)
         return x

@@ -36,11 +36,15 @@ def test_a_budget_trains_in_chunks_and_waits_for_the_schedule(tmp_path: Path, ca
     if shared_data is None:
         pytest.skip("../shared/data is absent: the presets train on MNIST files (CI has them)")
     out = tmp_path / "chunks"
-    argv = ["burda_vae_k1", "--smoke", "--set", "epochs=2", "--budget-epochs", "1", "--device", "cpu", "--out", out]
+    # --set given twice keeps both changes (argparse's default would keep only the last, silently)
+    argv = ["burda_vae_k1", "--smoke", "--set", "epochs=2", "--set", "lr=0.002", "--budget-epochs", "1",
+            "--device", "cpu", "--out", out]
     code, stdout, _ = cli(reproduce_main, argv, capsys)
     assert code == 0 and "1 of 2 epochs trained" in stdout and "paper 88.71" not in stdout
+    assert json.loads((out / "config.json").read_text())["train"]["lr"] == 0.002
     code, stdout, _ = cli(reproduce_main, argv, capsys)
     assert code == 0 and "paper 88.71" in stdout and "2/2 epochs" in stdout and '"epochs": 2' in stdout
+    assert '"lr": 0.002' in stdout
 
 
 def test_options_and_resume_command_lines() -> None:

@@ -264,9 +264,12 @@ def test_halves_coupling_equals_the_gathers(dtype, dim, parity):
             out, ladj = fn(u)
             (out * upstream).sum().add(ladj.sum()).backward()
             results.append((out.detach(), ladj.detach(), u.grad, [p.grad.clone() for p in t.parameters()]))
+        # equal to rounding, not bit for bit: slices and gathers hand BLAS differently laid-out operands,
+        # and some (MKL on AMD EPYC, odd widths) sum them in another order
+        tol = {"rtol": 1e-5, "atol": 1e-6} if dtype == torch.float32 else {"rtol": 1e-12, "atol": 1e-12}
         (out, ladj, grad, pgrads), (out_ref, ladj_ref, grad_ref, pgrads_ref) = results
-        assert torch.equal(out, out_ref) and torch.equal(ladj, ladj_ref) and torch.equal(grad, grad_ref)
-        assert all(torch.equal(a, b) for a, b in zip(pgrads, pgrads_ref))
+        for a, b in [(out, out_ref), (ladj, ladj_ref), (grad, grad_ref), *zip(pgrads, pgrads_ref)]:
+            torch.testing.assert_close(a, b, **tol)
 
 
 def test_checkerboard_and_conditional_couplings_keep_the_gathers():
