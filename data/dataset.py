@@ -4,6 +4,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from core.errors import DGMError
@@ -26,6 +27,7 @@ class Dataset:
         self.spec: DatasetSpec = DATASETS[name]
         self.directory = data_dir(directory)
         self._cache: dict[str, tuple[torch.Tensor, torch.Tensor | None]] = {}
+        self._fixed: dict[str, torch.Tensor] = {}  # the once-binarized splits of the dynamic data set
 
     @property
     def name(self) -> str:
@@ -61,7 +63,10 @@ class Dataset:
         """The images of ``split`` ("train", "val" or "test") on the data scale."""
         x, _ = self._load(split)
         if self.spec.name == "dynamic_binarized_mnist":
-            return binarize(x, torch.Generator().manual_seed(0))
+            # binarized once (seed 0) and kept: the trainer asks for the validation split every epoch
+            if split not in self._fixed:
+                self._fixed[split] = binarize(x, 0)
+            return self._fixed[split]
         return x
 
     def labels(self, split: str) -> torch.Tensor | None:
@@ -72,7 +77,7 @@ class Dataset:
         """The training images used in ``epoch`` (re-binarized each epoch for the dynamic data set)."""
         x, _ = self._load("train")
         if self.spec.name == "dynamic_binarized_mnist":
-            return binarize(x, torch.Generator().manual_seed(seed * 100003 + epoch))
+            return binarize(x, seed * 100003 + epoch)
         return x
 
 
@@ -85,9 +90,15 @@ def epoch_batches(n: int, batch_size: int, seed: int, epoch: int) -> list[torch.
     return list(order.split(batch_size))
 
 
-def binarize(grey: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """Bernoulli(pixel / 255) binarization of 8-bit images."""
-    return torch.bernoulli(grey / 255.0, generator=generator)
+def binarize(grey: torch.Tensor, seed: int) -> torch.Tensor:
+    """Bernoulli(k / 255) binarization of 8-bit images (grey levels k = 0..255, any shape, float): pixel = 1
+    where u < k, u uniform on {0, ..., 254}, so P(pixel = 1) = k / 255 exactly.
+
+    The draws are numpy's PCG64 bounded bytes, seeded by ``seed``: one byte a pixel, 0.4-0.5 s for the 50,000
+    training images against 1.1-1.3 s for ``torch.bernoulli`` (a double from mt19937 a pixel), measured on one
+    AMD EPYC core beside a training run; it is redrawn every epoch of a run on this data set."""
+    u = np.random.default_rng(seed).integers(0, 255, size=tuple(grey.shape), dtype=np.uint8)
+    return (torch.from_numpy(u).to(grey.device) < grey).to(grey.dtype)
 
 
 @lru_cache(maxsize=8)

@@ -113,6 +113,21 @@ def test_dynamic_binarization_depends_on_seed_and_epoch_only(shared_data: Path |
     assert abs(float(a.mean()) - float(Dataset("mnist", shared_data).split("train").mean()) / 255) < 2e-3
 
 
+def test_binarize_draws_each_grey_level_with_probability_level_over_255() -> None:
+    """P(pixel = 1) = k / 255 for every level k (within 5 standard errors over 4,000 draws a level): 0 and 255
+    are deterministic; a bound of 256 or a <= instead of < would shift every level by about 1/255."""
+    from data.dataset import binarize
+
+    levels = torch.arange(256.0).repeat(4000, 1)
+    freq = binarize(levels, 3).mean(0).double()
+    p = torch.arange(256.0).double() / 255
+    assert freq[0] == 0 and freq[255] == 1
+    assert bool(((freq - p).abs() <= 5 * (p * (1 - p) / 4000).sqrt() + 1e-12).all())
+    assert abs(float((freq - p).mean())) < 1e-3  # 2.5 standard errors; an off-by-one bound shifts it by >= 1.9e-3
+    assert torch.equal(binarize(levels, 3), binarize(levels, 3)) and not torch.equal(binarize(levels, 3),
+                                                                                     binarize(levels, 4))
+
+
 def test_synthetic_files_load_through_the_whole_pipeline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Files written in the real formats (gzip and plain) are found, verified and split as the conventions say."""
     import hashlib
