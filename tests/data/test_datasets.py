@@ -11,6 +11,7 @@ import torch
 from core.errors import DGMError
 from data import DATASETS, Dataset, load_dataset
 from data.binarized_mnist import parse_amat
+from data.dataset import binarize
 from data.files import data_dir
 from data.idx_mnist import parse_idx
 
@@ -116,8 +117,6 @@ def test_dynamic_binarization_depends_on_seed_and_epoch_only(shared_data: Path |
 def test_binarize_draws_each_grey_level_with_probability_level_over_255() -> None:
     """P(pixel = 1) = k / 255 for every level k (within 5 standard errors over 4,000 draws a level): 0 and 255
     are deterministic; a bound of 256 or a <= instead of < would shift every level by about 1/255."""
-    from data.dataset import binarize
-
     levels = torch.arange(256.0).repeat(4000, 1)
     freq = binarize(levels, 3).mean(0).double()
     p = torch.arange(256.0).double() / 255
