@@ -7,7 +7,8 @@ Each peer gets the same architecture (layers, hidden sizes, masks, orders) and a
   degrees differently; the cost of a masked layer does not depend on which entries are zero). The output
   rows are permuted into the peer's layout: ours [shift_1..D, raw_1..D]; zuko interleaves (shift, raw) per
   feature; nflows and normflows (raw, shift).
-- couplings (RealNVP): our conditioner MLP, the same masks (zuko and nflows take any mask; normflows
+- couplings (RealNVP): our conditioner MLP (a ``stock_copy``: torch's ``nn.Linear`` layers, as the peers'
+  own networks, where ours keeps ``core.cpu_linear.Linear``), the same masks (zuko and nflows take any mask; normflows
   splits halves, so the benchmark uses our ``halves`` masks and normflows' ``Permute(mode="swap")``
   between couplings, as in its RealNVP examples); output rows: ours and nflows [shift, raw] blocks,
   zuko and normflows interleaved (shift, raw).
@@ -31,7 +32,6 @@ Data side, for the peers (ours does it in its Pyro model): y = x + u on the inte
 from __future__ import annotations
 
 import contextlib
-import copy
 import math
 from dataclasses import dataclass
 from functools import partial
@@ -43,6 +43,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.distributions import Transform, constraints
 
+from benchmarks.stock_layers import stock_copy
 from core.errors import DGMError
 from models.flows.density import FlowDensity
 from models.flows.log_scale import bound_log_scale
@@ -268,7 +269,7 @@ def nflows_flow(nflows: ModuleType, model: FlowDensity) -> PeerFlow:
             swaps.append((t, "_elementwise_forward", made_forward(t, bound)))
         else:
             t = nflows.transforms.AffineCouplingTransform(
-                mask=(~layer.mask).int().cpu(), transform_net_create_fn=lambda i, o, n=layer.conditioner.net: ContextFree(copy.deepcopy(n)))
+                mask=(~layer.mask).int().cpu(), transform_net_create_fn=lambda i, o, n=layer.conditioner.net: ContextFree(stock_copy(n)))
             forward, inverse = coupling_maps(t, bound)
             swaps += [(t, "_coupling_transform_forward", forward), (t, "_coupling_transform_inverse", inverse)]
         transforms.append(t)
@@ -298,7 +299,7 @@ def normflows_flow(normflows: ModuleType, model: FlowDensity) -> PeerFlow:
             continue
         if not torch.equal(layer.mask.cpu(), halves_mask(dim, i % 2)):
             raise DGMError("normflows' coupling splits halves: build ours with --mask halves")
-        net = copy.deepcopy(layer.conditioner.net)
+        net = stock_copy(layer.conditioner.net)
         linears = linear_layers(net)
         copy_layers(linears, linears, pair_rows(linears[-1].out_features // 2, "shift_raw"))
         block = normflows.flows.AffineCouplingBlock(net, scale=True, scale_map="exp", split_mode="channel")

@@ -1,7 +1,9 @@
 """The VAE rows of the peer table: a training step, and importance-sampled log p(x) at large K.
 
 Every contender uses the same networks: copies of one ``models.vae.VAE`` (MLP encoder and decoder,
-Bernoulli pixels) initialised from seed 0, so the loss values agree on the same noise.
+Bernoulli pixels) initialised from seed 0, so the loss values agree on the same noise. The peers' copies
+are ``benchmarks.stock_layers.stock_copy``: torch's ``nn.Linear`` layers, as their own code has, where
+ours keeps ``core.cpu_linear.Linear``.
 
 Training step (per-example -ELBO with the analytic KL, batch B; ``benchmarks.training_steps``):
 
@@ -28,7 +30,6 @@ replaced on the instance for the check only), so all three must give the same me
 """
 from __future__ import annotations
 
-import copy
 import math
 from types import ModuleType
 from typing import Any, Iterator
@@ -38,6 +39,7 @@ import torch.nn.functional as F
 from pyro.poutine.messenger import Messenger
 
 from benchmarks.side_by_side import Comparison, Contender
+from benchmarks.stock_layers import stock_copy
 from benchmarks.svi_overhead import plain_loss
 from benchmarks.training_steps import plain_steps, seeded, trainer_steps
 from data.specs import DatasetSpec
@@ -86,7 +88,7 @@ def vae_step(spec: DatasetSpec, hidden: tuple[int, ...], latent_dim: int, x_all:
              config: TrainConfig, peers: dict[str, ModuleType], device: torch.device) -> list[Contender]:
     """Contenders for the training step over ``x_all`` (one call = x_all.shape[0] / batch_size steps)."""
     ours = new_vae(spec, hidden, latent_dim, device)
-    plain = copy.deepcopy(ours)
+    plain = stock_copy(ours)
     steps = x_all.shape[0] // config.batch_size
     check_x = x_all[:config.batch_size]
     run, loss = trainer_steps(ours, x_all, config, device)
@@ -96,7 +98,7 @@ def vae_step(spec: DatasetSpec, hidden: tuple[int, ...], latent_dim: int, x_all:
                   seeded(lambda x: plain_loss(plain, x), check_x, CHECK_SEED), plain, steps,
                   "copy of our networks, hand-written -ELBO")]
     if "pythae" in peers:
-        model = pythae_vae(peers["pythae"], copy.deepcopy(plain))
+        model = pythae_vae(peers["pythae"], stock_copy(plain))
 
         def pythae_loss(x: torch.Tensor) -> torch.Tensor:
             return model({"data": x}).loss
@@ -170,7 +172,7 @@ def importance_sampling(spec: DatasetSpec, hidden: tuple[int, ...], latent_dim: 
                         device: torch.device) -> list[Contender]:
     """Contenders for log p(x) of the images ``x`` at K = ``num_samples`` (checked on ``check_x``)."""
     vae = new_vae(spec, hidden, latent_dim, device).eval()
-    plain = copy.deepcopy(vae)
+    plain = stock_copy(vae)
     drawn: dict[str, torch.Tensor] = {}
 
     def ours_value() -> torch.Tensor:
@@ -192,7 +194,7 @@ def importance_sampling(spec: DatasetSpec, hidden: tuple[int, ...], latent_dim: 
                   lambda: plain_iwae(plain, check_x, num_samples, drawn["z"]).mean(), plain,
                   matched="a copy of our networks; scores ours' recorded z")]
     if "pythae" in peers:
-        model = pythae_vae(peers["pythae"], copy.deepcopy(vae)).eval()
+        model = pythae_vae(peers["pythae"], stock_copy(vae)).eval()
         batch = min(PYTHAE_BATCH, num_samples)
 
         def get_nll(images: torch.Tensor) -> torch.Tensor:

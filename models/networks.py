@@ -7,6 +7,8 @@ from typing import Literal
 import torch
 from torch import nn
 
+from core.cpu_linear import Linear
+
 Activation = Literal["relu", "tanh", "elu", "softplus", "leaky_relu"]
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {
@@ -15,12 +17,13 @@ ACTIVATIONS: dict[str, type[nn.Module]] = {
 
 
 def mlp(in_features: int, hidden: tuple[int, ...], out_features: int, activation: str = "relu") -> nn.Sequential:
-    """Linear layers ``in -> hidden[0] -> ... -> out`` with ``activation`` between them (none after the last)."""
+    """Linear layers ``in -> hidden[0] -> ... -> out`` with ``activation`` between them (none after the last);
+    ``core.cpu_linear.Linear`` (``nn.Linear`` whose float32 CPU products may run on oneDNN)."""
     layers: list[nn.Module] = []
     sizes = (in_features, *hidden)
     for a, b in zip(sizes[:-1], sizes[1:]):
-        layers += [nn.Linear(a, b), ACTIVATIONS[activation]()]
-    layers.append(nn.Linear(sizes[-1], out_features))
+        layers += [Linear(a, b), ACTIVATIONS[activation]()]
+    layers.append(Linear(sizes[-1], out_features))
     return nn.Sequential(*layers)
 
 

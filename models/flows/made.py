@@ -18,11 +18,11 @@ import weakref
 from typing import Any, Iterator
 
 import torch
-import torch.nn.functional as F
 from torch.optim.optimizer import register_optimizer_step_post_hook, register_optimizer_step_pre_hook
 from torch import nn
 from torch.autograd.function import once_differentiable
 
+from core.cpu_linear import linear
 from core.errors import DGMError
 from models.flows.conditioners import broadcast_context
 from models.networks import ACTIVATIONS
@@ -87,7 +87,7 @@ class _StaircaseLinear(torch.autograd.Function):
                 plan: list[Block], owner: Any) -> torch.Tensor:
         ctx.save_for_backward(x, weight, mask)
         ctx.plan, ctx.owner, ctx.bias_dtype = plan, owner, bias.dtype
-        return torch.cat([F.linear(x[..., c0:c1], weight[r0:r1, c0:c1], bias[r0:r1]) for r0, r1, c0, c1 in plan],
+        return torch.cat([linear(x[..., c0:c1], weight[r0:r1, c0:c1], bias[r0:r1]) for r0, r1, c0, c1 in plan],
                          dim=-1)
 
     @staticmethod
@@ -208,7 +208,7 @@ class MaskedLinear(nn.Linear):
         weight = self.weight
         if torch.is_grad_enabled() and weight.requires_grad:
             weight = _MaskedGradient.apply(weight, self.mask, weakref.ref(self))
-        return F.linear(x, weight, self.bias)
+        return linear(x, weight, self.bias)
 
 
 def input_degrees(order: torch.Tensor) -> torch.Tensor:

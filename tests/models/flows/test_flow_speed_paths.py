@@ -22,10 +22,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+import core.cpu_linear as cpu_linear
+from core.cpu_linear import onednn_works
+from data.specs import DATASETS
 from inference.training.config import TrainConfig
 from inference.training.optimizers import make_adam
 from models.flows.autoregressive import affine_autoregressive
 from models.flows.coupling import AffineCoupling, ConditionalAffineCoupling, affine_coupling
+from models.flows.density import FlowConfig, FlowDensity
 from models.flows.log_scale import bound_log_scale
 from models.flows.made import MADE, MaskedLinear, made_masks, staircase_blocks
 from models.flows.registry import randomize_
@@ -313,3 +317,29 @@ def test_made_blocks_under_autocast():
     for g, layer in zip(grads, made.layers):
         assert g.dtype == torch.float32 and not bool((g * (1 - layer.mask)).any())
         assert torch.allclose(g, layer.weight.grad, rtol=0.1, atol=0.1 * float(layer.weight.grad.abs().max()))
+
+
+@pytest.mark.skipif(not onednn_works(), reason="this torch build has no working oneDNN linear op")
+@pytest.mark.parametrize("arch", ["realnvp_mlp", "maf"])
+def test_flow_log_density_and_gradients_on_onednn_are_float32_accurate(monkeypatch, arch):
+    """The whole flow (conditioner MLPs, MADE blocks) with every float32 product on oneDNN: log-density and
+    parameter gradients within float32 rounding of the float64 computation, as torch's own products are."""
+    monkeypatch.setattr(cpu_linear, "MIN_MULTIPLY_ADDS", 0)
+    torch.manual_seed(0)
+    flow = FlowDensity(FlowConfig(arch=arch, num_layers=3, hidden=(64, 64), mask="halves"), DATASETS["digits"])
+    randomize_(flow, torch.Generator().manual_seed(1), 0.1)
+    y = 16.0 * torch.rand(6, 1, 8, 8, generator=torch.Generator().manual_seed(2))
+
+    def evaluated(model: FlowDensity, images: torch.Tensor) -> list[torch.Tensor]:
+        model.zero_grad(set_to_none=True)
+        log_p = model.log_density(images)
+        log_p.sum().backward()
+        return [log_p.detach().double()] + [p.grad.double() for p in model.parameters()]
+
+    exact = evaluated(copy.deepcopy(flow).double(), y.double())   # float64: F.linear whatever the backend
+    errors = {}
+    for backend in ("torch", "onednn"):
+        monkeypatch.setattr(cpu_linear, "_choice", backend)
+        got = evaluated(flow, y)
+        errors[backend] = max(float((g - e).norm() / e.norm()) for g, e in zip(got, exact))
+    assert errors["onednn"] < 1e-5 and errors["torch"] < 1e-5, errors

@@ -8,6 +8,7 @@ and compare log-dets with ``slogdet`` of autograd Jacobians of the very function
 """
 from __future__ import annotations
 
+import gc
 import io
 from typing import Callable
 
@@ -17,7 +18,7 @@ import torch
 from pyro.distributions.conditional import ConditionalTransformModule
 
 from core.errors import DGMError
-from models.flows import NoClosedFormInverse
+from models.flows import FlowTransform, NoClosedFormInverse
 from models.flows.registry import TransformSpec
 from tests.models.flows.flow_testing import build, context_for, event_shape
 
@@ -172,6 +173,25 @@ def cached_and_hooked_calls_agree_with_the_plain_methods(spec: TransformSpec) ->
     torch.testing.assert_close(t.inv(y2), t._inverse(y2))
 
 
+def log_det_cache_answers_its_pass_and_keeps_no_tensor_alive(spec: TransformSpec) -> None:
+    """The log-det remembered by t(x) is the fresh one for that (x, y) pair, is not used for another pair, and
+    the cache holds x and y weakly: once the caller drops them, nothing of the pass stays in memory."""
+    shape = event_shape(spec)
+    _, t = build(spec, shape)
+    assert isinstance(t, FlowTransform), f"{spec.name} builds a {type(t).__name__}, not a FlowTransform"
+    t._cache_size = 0                                  # torch's value cache would hold (x, y) strongly
+    x = points(shape)
+    y = t(x)
+    torch.testing.assert_close(t.log_abs_det_jacobian(x, y), t._log_abs_det_jacobian(x, t._call(x)))
+    assert t._cached_ladj(x.clone(), y) is None and t._cached_ladj(x, y.clone()) is None
+    with torch.no_grad():  # with gradients the log-det's own graph saves the conditioner's inputs, until backward
+        y = t(x)
+    refs = t._ladj_cache[:2]
+    del x, y
+    gc.collect()
+    assert all(ref() is None for ref in refs), f"{spec.name}'s log-det cache keeps its pass's tensors alive"
+
+
 def registry_flags_match_the_transform(spec: TransformSpec) -> None:
     """Volume-preserving entries have log|det J| = 0; the other flags agree with what the class does."""
     shape = event_shape(spec)
@@ -235,6 +255,7 @@ CHECKS: list[tuple[Callable[[TransformSpec], None], Callable[[TransformSpec], bo
     (uncached_inverse_is_refused_and_cached_inverse_works, lambda spec: not spec.closed_form_inverse),
     (cached_and_hooked_calls_agree_with_the_plain_methods, _invertible),
     (registry_flags_match_the_transform, _always),
+    (log_det_cache_answers_its_pass_and_keeps_no_tensor_alive, _always),
     (two_dimensional_density_integrates_to_one, lambda spec: spec.closed_form_inverse and not spec.conditional
      and spec.event == "vector" and spec.min_dim <= 2),
 ]
