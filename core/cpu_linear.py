@@ -8,11 +8,11 @@ torch's ``mkldnn`` ops) reaches 80-100, and the backward pass's products (transp
 
 :func:`linear` is ``F.linear`` with that choice made per call: float32 tensors on the CPU go through
 :class:`OneDNNLinear` (the forward and both backward products on oneDNN, operands passed as views where
-oneDNN reads them at full speed, so transposes cost no copy), everything else (float64, GPUs, empty batches, products of fewer than
-``MIN_MULTIPLY_ADDS`` multiply-adds) through ``F.linear``. The two backends compute the same sums in
-another order: values agree to float32 rounding (relative ~1e-7), not bit for bit. The backward is
-built from differentiable products, so double backward (gradient penalties, Hessian-vector products)
-works.
+oneDNN reads them at full speed, so transposes cost no copy), everything else (float64, GPUs, empty
+batches, CPU autocast, products of fewer than ``MIN_MULTIPLY_ADDS`` multiply-adds) through ``F.linear``.
+The two backends compute the same sums in another order: values agree to float32 rounding (relative
+~1e-7), not bit for bit. The backward is built from differentiable products, so double backward
+(gradient penalties, Hessian-vector products) works.
 
 Which backend (``DGM_CPU_LINEAR``, read once; :func:`set_backend` in code):
 
@@ -98,7 +98,8 @@ def onednn_works() -> bool:
 
 def uses_onednn(x: torch.Tensor) -> bool:
     """Whether :func:`linear` sends the product of ``x`` to oneDNN under the backend in force."""
-    if x.device.type != "cpu" or x.dtype != torch.float32 or x.numel() == 0:
+    # under CPU autocast F.linear runs in bfloat16: leave it that choice
+    if x.device.type != "cpu" or x.dtype != torch.float32 or x.numel() == 0 or torch.is_autocast_enabled("cpu"):
         return False
     choice = backend()
     if choice == "torch" or (choice == "auto" and not (platform.machine() in ("x86_64", "AMD64")

@@ -89,6 +89,9 @@ def test_what_goes_to_f_linear(monkeypatch):
     for x, weight in [(torch.randn(3, 5, dtype=torch.float64), w.double()), (torch.randn(0, 5), w)]:
         assert not cpu_linear.uses_onednn(x)
         torch.testing.assert_close(linear(x, weight), F.linear(x, weight))
+    with torch.autocast("cpu", dtype=torch.bfloat16):          # autocast's bfloat16 product, as F.linear's
+        assert not cpu_linear.uses_onednn(torch.randn(3, 5))
+        assert linear(torch.randn(3, 5), w).dtype == torch.bfloat16
     set_backend("torch")
     assert not cpu_linear.uses_onednn(torch.randn(3, 5))
 
