@@ -127,10 +127,12 @@ def _weight_layout(w: torch.Tensor) -> torch.Tensor:
 
 
 #: the smallest product (multiply-adds B * in * out) sent to oneDNN: each call also pays a fixed ~30 us (its
-#: primitive) and ~50 us of Python in the autograd function, so smaller products are faster in torch's own
-#: (measured on the AMD EPYC, forward + backward: 128 x 784 x 500 (the VAE's widest layer, 50M) 4% slower on
-#: oneDNN, 128 x 1024 x 1024 5% and 1024 x 1024 x 784 10% faster; 1024 x 1024 x 1024 forward alone 20%)
-MIN_MULTIPLY_ADDS = 1 << 26
+#: primitive) and ~50 us of Python in the autograd function, so smaller products are faster in torch's own.
+#: Measured on the AMD EPYC (one thread, forward + backward of one layer at batch 128, oneDNN / torch): 500 x 500
+#: (32M) 0.98-1.00, 784 x 500 (48M) 0.97-0.98, 392 x 1024 (49M, a RealNVP coupling's first layer) 0.95-1.00,
+#: 1024 x 1024 0.94-1.02 (the spread: glibc returning oneDNN's per-call buffers to the kernel, then page faults);
+#: 2^25 keeps the 500 x 500 layers on torch and sends the rest to oneDNN (issue #18, fourth session)
+MIN_MULTIPLY_ADDS = 1 << 25
 
 
 def _product(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:

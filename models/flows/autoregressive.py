@@ -31,6 +31,7 @@ from pyro.distributions.conditional import ConditionalTransformModule
 from torch import nn
 
 from core.errors import DGMError
+from models.flows.affine_update import affine_update
 from models.flows.base import FlowTransform
 from models.flows.conditioners import ContextBound
 from models.flows.log_scale import bound_log_scale, check_log_scale_bounds
@@ -63,8 +64,8 @@ class AffineAutoregressive(FlowTransform):
 
     def forward_t(self, u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """v = T(u) in one pass, and log |det dT/du| (batch shape)."""
-        shift, log_scale = self.params(u)
-        return u * log_scale.exp() + shift, log_scale.sum(-1)
+        shift, raw = self.made(u)
+        return affine_update(u, shift, raw, self.log_scale_min, self.log_scale_max, self.bound, inverse=False)
 
     def inverse_t(self, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """u = T^-1(v) in D passes, and log |det dT/du| at that u (batch shape)."""

@@ -23,6 +23,7 @@ from pyro.distributions.conditional import ConditionalTransformModule
 from torch import nn
 
 from core.errors import DGMError
+from models.flows.affine_update import affine_update
 from models.flows.base import FlowTransform, zeros_ladj
 from models.flows.conditioners import ContextBound, MLPConditioner
 from models.flows.log_scale import bound_log_scale, check_log_scale_bounds
@@ -86,18 +87,23 @@ class AffineCoupling(_Coupling):
         shift, raw = self.conditioner(v_c)
         return shift, bound_log_scale(raw, self.log_scale_min, self.log_scale_max, self.bound)
 
+    def _update(self, v_t: torch.Tensor, v_c: torch.Tensor, inverse: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        """(transformed part, log |det| of ``_call``): x_t e^s + t, or (y_t - t) e^-s for ``inverse``."""
+        shift, raw = self.conditioner(v_c)
+        return affine_update(v_t, shift, raw, self.log_scale_min, self.log_scale_max, self.bound, inverse)
+
     def _call(self, x: torch.Tensor) -> torch.Tensor:
         x_c, x_t = self.split(x)
-        shift, log_scale = self.params(x_c)
-        y = self.merge(x_c, x_t * log_scale.exp() + shift)
-        self._remember(x, y, log_scale.sum(-1))
+        y_t, ladj = self._update(x_t, x_c, inverse=False)
+        y = self.merge(x_c, y_t)
+        self._remember(x, y, ladj)
         return y
 
     def _inverse(self, y: torch.Tensor) -> torch.Tensor:
         y_c, y_t = self.split(y)
-        shift, log_scale = self.params(y_c)
-        x = self.merge(y_c, (y_t - shift) * (-log_scale).exp())
-        self._remember(x, y, log_scale.sum(-1))
+        x_t, ladj = self._update(y_t, y_c, inverse=True)
+        x = self.merge(y_c, x_t)
+        self._remember(x, y, ladj)
         return x
 
     def _log_abs_det_jacobian(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
