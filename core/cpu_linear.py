@@ -21,6 +21,9 @@ Which backend (``DGM_CPU_LINEAR``, read once; :func:`set_backend` in code):
     onednn   oneDNN wherever torch has it
     torch    always ``F.linear``
 
+oneDNN allocates and frees working buffers on every call; before its first product glibc is told to keep freed
+memory in the process (``core.heap``: without it, those buffers page-fault on every call).
+
 oneDNN is reached through ``torch.ops.mkldnn._linear_pointwise`` (the op torch's own compiler emits for
 CPU linear layers). Before its first use it is checked once against ``F.linear`` on a small problem; if
 the op is missing or disagrees, :func:`linear` keeps ``F.linear``, so a torch build without it runs as
@@ -37,6 +40,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from core.errors import DGMError
+from core.heap import keep_freed_memory
 
 BACKENDS: tuple[str, ...] = ("auto", "onednn", "torch")
 _choice: str | None = None
@@ -105,7 +109,10 @@ def uses_onednn(x: torch.Tensor) -> bool:
     if choice == "torch" or (choice == "auto" and not (platform.machine() in ("x86_64", "AMD64")
                                                        and cpu_vendor() not in ("", "GenuineIntel"))):
         return False
-    return onednn_works()
+    if not onednn_works():
+        return False
+    keep_freed_memory()  # oneDNN frees its buffers after every call: keep them in the process (core.heap; once)
+    return True
 
 
 def _input_layout(x: torch.Tensor) -> torch.Tensor:
