@@ -137,8 +137,9 @@ def _weight_layout(w: torch.Tensor) -> torch.Tensor:
 #: primitive) and ~50 us of Python in the autograd function, so smaller products are faster in torch's own.
 #: Measured on the AMD EPYC (one thread, forward + backward of one layer at batch 128, oneDNN / torch): 500 x 500
 #: (32M) 0.98-1.00, 784 x 500 (48M) 0.97-0.98, 392 x 1024 (49M, a RealNVP coupling's first layer) 0.95-1.00,
-#: 1024 x 1024 0.94-1.02 (the spread: glibc returning oneDNN's per-call buffers to the kernel, then page faults);
-#: 2^25 keeps the 500 x 500 layers on torch and sends the rest to oneDNN (issue #18, fourth session)
+#: 1024 x 1024 0.93 (1.02 when glibc hands oneDNN's per-call buffers back to the kernel: see core.heap); in whole
+#: steps the VAE is level and a RealNVP step 1% faster at 2^25 than at 2^26. 2^25 keeps the 500 x 500 layers on
+#: torch and sends the rest to oneDNN (issue #18, fourth session)
 MIN_MULTIPLY_ADDS = 1 << 25
 
 
