@@ -6,7 +6,7 @@ glibc's malloc gives memory back to the kernel when the free space at the top of
 mmap threshold, at most 64 MiB). oneDNN allocates its working buffers (several MiB for a 1024 x 1024 product)
 on every call and frees them after it: in a process with little else live at the top of the heap, each call's
 buffer then comes back from the kernel as fresh pages, one minor page fault per 4 KiB (issue #18: a 128 x 1024
-x 1024 layer forward + backward took 1.02x torch's time on this AMD EPYC with the defaults and 0.94x with the
+x 1024 layer forward + backward took 1.02x torch's time on this AMD EPYC with the defaults and 0.93x with the
 freed memory kept; a VAE step with its 784 x 500 layers on oneDNN 3% more than on torch, level when kept).
 
 :func:`keep_freed_memory` fixes the two thresholds (``mallopt``): blocks below ``MMAP_THRESHOLD`` come from the

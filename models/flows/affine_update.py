@@ -7,8 +7,8 @@ c = high for r >= 0 and -low for r < 0), t the shift and v the transformed coord
     inverse  (density direction):   out = (v - t) e^{-s}
     ladj = sum_i s_i                (log |det| of the forward map, summed over the last dimension)
 
-Gradients (g = dL/d out, g_l = dL/d ladj broadcast over the last dimension, q = tanh(r / c), so that
-ds/dr = 1 - q^2):
+Gradients (g = dL/d out, g_l = dL/d ladj broadcast over the last dimension, q = tanh(r / c), computed as
+2 sigmoid(2 r / c) - 1 like the bound itself, so that ds/dr = 1 - q^2):
 
     forward:  dL/dv = g e^{s},    dL/dt = g,           dL/dr = (g_l + g v e^{s}) (1 - q^2)
     inverse:  dL/dv = g e^{-s},   dL/dt = -g e^{-s},   dL/dr = (g_l - g out) (1 - q^2)

@@ -61,7 +61,7 @@ def bound_log_scale(raw: torch.Tensor, low: float, high: float, bound: str) -> t
         return raw + (raw.clamp(low, high) - raw).detach()
     # c tanh(r / c) as c (2 sigmoid(2 r / c) - 1): torch's CPU tanh is its 1-ulp vectorised kernel at ~3.5 ns
     # an element, sigmoid ~0.5 ns, so the bound costs half (issue #18). The two agree to float32 rounding in
-    # absolute terms (|difference| <= 2 c eps: the rounding of 2 sigmoid - 1 near 0, where s is tiny), which
+    # absolute terms (|difference| <= 2 eps max(c, 1): the rounding of 2 sigmoid - 1 near 0, where s is tiny), which
     # is the accuracy exp(s) and the summed log-dets can use; s = 0 exactly at r = 0 (a zero-initialised
     # conditioner is the identity) and s = c sign(r) when saturated, so s stays in [low, high]
     c = soft_bound_scale(raw, low, high)
